@@ -1,0 +1,134 @@
+"""Batched extraction into the activation store: one forward pass fills every missing hook.
+
+Each clip's audio is checked against its manifest PCM sha256 before it is used, so a cache entry
+always corresponds to the manifest that names it. Activations are cast to float32 on the way into
+the store whatever the forward dtype (which is part of the key).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from audiosaebench.activations.store import ActivationSet, StoreWriter, open_store, store_key
+from audiosaebench.data.manifest import Manifest
+
+log = logging.getLogger(__name__)
+
+
+def store_fields(adapter: Any, hook: str, manifest: Manifest) -> dict[str, Any]:
+    ident = adapter.identity
+    return {
+        "model_id": ident.model_id,
+        "revision": ident.revision,
+        "weights_sha256": ident.weights_sha256,
+        "adapter": f"{adapter.family}/{adapter.adapter_version}",
+        "hook": hook,
+        "manifest_sha256": manifest.sha256,
+        "forward_dtype": str(adapter.dtype).replace("torch.", ""),
+        "store_dtype": "float32",
+    }
+
+
+def _segments(adapter: Any, manifest: Manifest) -> Iterator[tuple[int, int, int, np.ndarray]]:
+    """Yield (clip index, segment index, number of segments, samples) in manifest order."""
+    for ci, clip in enumerate(manifest.clips):
+        wave = manifest.load(clip, verify=True)
+        segs = adapter.segments(wave)
+        for si, seg in enumerate(segs):
+            yield ci, si, len(segs), seg
+
+
+def get_activations(
+    adapter: Any,
+    hooks: Sequence[str],
+    manifest: Manifest,
+    *,
+    batch_size: int = 8,
+    root: Path | None = None,
+    progress: bool = True,
+) -> dict[str, ActivationSet]:
+    """Return ``{canonical hook: ActivationSet}``, extracting only what the cache lacks."""
+    names = list(dict.fromkeys(adapter.resolve(h).name for h in hooks))
+    fields = {h: store_fields(adapter, h, manifest) for h in names}
+    keys = {h: store_key(fields[h]) for h in names}
+    out: dict[str, ActivationSet] = {}
+    missing = []
+    for h in names:
+        s = open_store(keys[h], root)
+        if s is None:
+            missing.append(h)
+        else:
+            out[h] = s
+    if not missing:
+        return out
+    log.info("extracting %s for %s on %s (%d clips)", ", ".join(missing), adapter.identity.model_id, manifest.name, len(manifest))
+    writers = {h: StoreWriter(keys[h], fields[h], adapter.hidden_size, root) for h in missing}
+    try:
+        _extract_into(adapter, missing, manifest, writers, batch_size, progress)
+        for h in missing:
+            out[h] = writers[h].commit()
+    except BaseException:
+        for w in writers.values():
+            w.abort()
+        raise
+    return {h: out[h] for h in names}
+
+
+def _extract_into(
+    adapter: Any,
+    hooks: list[str],
+    manifest: Manifest,
+    writers: dict[str, StoreWriter],
+    batch_size: int,
+    progress: bool,
+) -> None:
+    pending: dict[int, dict[int, dict[str, np.ndarray]]] = {}
+    n_segs: dict[int, int] = {}
+    next_clip = 0
+    bar = tqdm(total=len(manifest), desc=f"activations {manifest.name}", unit="clip", disable=not progress or None)
+
+    def flush_ready() -> None:
+        nonlocal next_clip
+        while next_clip in n_segs and len(pending.get(next_clip, {})) == n_segs[next_clip]:
+            parts = pending.pop(next_clip)
+            clip_id = manifest.clips[next_clip].clip_id
+            for h in hooks:
+                writers[h].add_clip(clip_id, np.concatenate([parts[s][h] for s in sorted(parts)]))
+            next_clip += 1
+            bar.update(1)
+
+    batch: list[tuple[int, int, np.ndarray]] = []
+
+    def run_batch() -> None:
+        for group in adapter.batch_groups([len(w) for _, _, w in batch]):
+            items = [batch[i] for i in group]
+            b = adapter.prepare([w for _, _, w in items])
+            acts = adapter.activations(b, hooks)
+            for j, (ci, si, _) in enumerate(items):
+                vf = b.valid_frames[j]
+                pending.setdefault(ci, {})[si] = {
+                    h: acts[h][j, :vf].to(torch.float32).cpu().numpy() for h in hooks
+                }
+        batch.clear()
+        flush_ready()
+
+    for ci, si, ns, seg in _segments(adapter, manifest):
+        n_segs[ci] = ns
+        if ns == 0:
+            continue
+        batch.append((ci, si, seg))
+        if len(batch) >= batch_size:
+            run_batch()
+    if batch:
+        run_batch()
+    flush_ready()
+    bar.close()
+    if next_clip != len(manifest):
+        raise RuntimeError(f"extraction ended after {next_clip} of {len(manifest)} clips")

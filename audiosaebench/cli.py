@@ -1,0 +1,191 @@
+"""``audiosaebench`` command line: a thin layer over the Python API.
+
+User errors (:class:`AudioSAEBenchError`) print one line to stderr and exit with status 2;
+interrupted runs exit 130 and keep every result already written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from audiosaebench import __version__
+from audiosaebench.errors import AudioSAEBenchError
+
+log = logging.getLogger("audiosaebench")
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return str(v)
+
+
+def summary_table(records: list[dict[str, Any]]) -> str:
+    header = ("sae", "task", "main score", "value", "95% CI", "floor", "ceiling", "time s")
+    rows = []
+    for r in records:
+        m = r["metrics"]
+        name = m["main_score"]
+        ci = r["uncertainty"]["values"].get(name)
+        arrow = "↑" if m["higher_is_better"].get(name, True) else "↓"
+        rows.append((
+            r["sae"]["id"], f"{r['task']['name']} {r['task']['version']}", f"{name} {arrow}",
+            _fmt(m["values"].get(name)), f"[{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "-",
+            _fmt(m["floor"]), _fmt(m["ceiling"]), f"{r['run']['runtime_s']:.1f}",
+        ))
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def cmd_tasks_list(args: argparse.Namespace) -> int:
+    from audiosaebench.registry import get_task, task_names
+
+    rows = [get_task(n).metadata for n in task_names()]
+    if args.json:
+        print(json.dumps([m.to_dict() for m in rows], indent=2))
+        return 0
+    print(f"{'task':<24}{'version':<10}{'main score':<26}direction")
+    for m in rows:
+        print(f"{m.name:<24}{m.version:<10}{m.main_score:<26}{'higher is better' if m.higher_is_better else 'lower is better'}")
+    return 0
+
+
+def _task_config(pairs: list[str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for p in pairs:
+        if "=" not in p or "." not in p.split("=", 1)[0]:
+            raise AudioSAEBenchError(f"--task-option {p!r} must look like task.option=value")
+        key, raw = p.split("=", 1)
+        task, opt = key.split(".", 1)
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        out.setdefault(task, {})[opt] = value
+    return out
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from audiosaebench.evaluation import evaluate
+
+    records = evaluate(
+        args.sae,
+        args.tasks,
+        suite=args.suite,
+        data_dir=args.data_dir,
+        out=args.out,
+        model=args.model,
+        hook=args.hook,
+        device=args.device,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        resume=args.resume,
+        limit=args.limit,
+        seed=args.seed,
+        task_config=_task_config(args.task_option or []),
+        progress=not args.no_progress,
+    )
+    print(summary_table(records))
+    if args.limit is not None:
+        print(f"note: --limit {args.limit} run: results are marked not submittable")
+    print(f"results written to {args.out}/")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from audiosaebench.sae import load_sae, write_saelens_v6
+
+    sae = load_sae(args.input, hook_point=args.hook, model_id=args.model, scaling_factor=args.scaling_factor)
+    out = write_saelens_v6(sae, args.output, overwrite=args.overwrite)
+    i = sae.info
+    print(f"wrote SAELens v6 {i.architecture} SAE (d_in={i.d_in}, d_sae={i.d_sae}"
+          f"{f', k={i.k}' if i.k else ''}) from {i.source_format} to {out}")
+    for note in i.notes:
+        print(f"  note: {note}")
+    return 0
+
+
+def cmd_data_prepare(args: argparse.Namespace) -> int:
+    from audiosaebench.data.suites import load_suite
+
+    if args.suite == "toy":
+        s = load_suite("toy", args.data_dir)
+        for role, m in s.splits.items():
+            print(f"{role:<16}{m.name:<24}{len(m):>5} clips  {m.sha256[:16]}")
+        return 0
+    raise AudioSAEBenchError(f"data prepare --suite {args.suite} is not available in this version yet")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="audiosaebench", description="Benchmark SAEs trained on audio models.")
+    p.add_argument("--version", action="version", version=f"audiosaebench {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    e = sub.add_parser("evaluate", help="score one or more SAEs on metric tasks")
+    e.add_argument("--sae", action="append", required=True, help="checkpoint folder (repeat for several SAEs)")
+    e.add_argument("--tasks", default="all", help="'all' or a comma-separated list")
+    e.add_argument("--suite", default="mini", choices=["mini", "full", "toy"])
+    e.add_argument("--data-dir", default=None, help="where the suite's data lies (default: the user cache)")
+    e.add_argument("--out", default="results", help="output folder: <out>/<sae id>/<task>.json")
+    e.add_argument("--model", default=None, help="model id or local folder (overrides the checkpoint's)")
+    e.add_argument("--hook", default=None, help="hook point (overrides the checkpoint's)")
+    e.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    e.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"], help="model forward dtype")
+    e.add_argument("--batch-size", type=int, default=8)
+    e.add_argument("--resume", action="store_true", help="skip tasks whose result exists with the same config")
+    e.add_argument("--limit", type=int, default=None, help="first N clips per split (not submittable)")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--task-option", action="append", help="task.option=value (JSON value)")
+    e.add_argument("--no-progress", action="store_true")
+    e.set_defaults(func=cmd_evaluate)
+
+    t = sub.add_parser("tasks", help="registered metric tasks")
+    tsub = t.add_subparsers(dest="tasks_command", required=True)
+    tl = tsub.add_parser("list", help="name, version, main score and direction of every task")
+    tl.add_argument("--json", action="store_true")
+    tl.set_defaults(func=cmd_tasks_list)
+
+    c = sub.add_parser("convert", help="write any supported checkpoint as a SAELens v6 folder")
+    c.add_argument("input")
+    c.add_argument("output")
+    c.add_argument("--hook", default=None)
+    c.add_argument("--model", default=None)
+    c.add_argument("--scaling-factor", type=float, default=None, help="for expected_average_only_in")
+    c.add_argument("--overwrite", action="store_true")
+    c.set_defaults(func=cmd_convert)
+
+    d = sub.add_parser("data", help="prepare and verify the fixed splits")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    dp = dsub.add_parser("prepare")
+    dp.add_argument("--suite", default="mini", choices=["mini", "full", "toy"])
+    dp.add_argument("--data-dir", default=None)
+    dp.set_defaults(func=cmd_data_prepare)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "huggingface_hub", "transformers", "filelock", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return int(args.func(args) or 0)
+    except AudioSAEBenchError as e:
+        print(f"audiosaebench: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("audiosaebench: interrupted; results already written are kept (re-run with --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""The Python API behind ``audiosaebench evaluate``.
+
+audio (manifests) -> model adapter -> activation store -> SAE codes -> tasks -> result JSON.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from audiosaebench.data.audio import RESAMPLER
+from audiosaebench.data.manifest import Manifest
+from audiosaebench.data.suites import Suite, load_suite
+from audiosaebench.errors import AudioSAEBenchError, CheckpointError, ResultError
+from audiosaebench.hashing import sha256_json
+from audiosaebench.registry import resolve_tasks
+from audiosaebench.results.provenance import provenance
+from audiosaebench.results.validation import SCHEMA_VERSION, read_result, write_result
+from audiosaebench.task import Task, TaskResult
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SEED = 0
+
+
+@dataclass
+class EvalContext:
+    """What one (SAE, task) run sees. Activations are extracted (or read from cache) on demand."""
+
+    sae: Any
+    saes: list[Any]
+    config: dict[str, Any]
+    seed: int
+    suite: Suite
+    adapter: Any
+    hook: str
+    limit: int | None
+    batch_size: int
+    progress: bool
+    _acts: dict[str, Any] = field(default_factory=dict)
+
+    def manifest(self, role: str) -> Manifest:
+        return limited(self.suite.split(role), self.limit)
+
+    def activations(self, role: str, hook: str | None = None) -> Any:
+        from audiosaebench.activations.extract import get_activations
+
+        h = hook or self.hook
+        if (role, h) not in self._acts:
+            self._acts[(role, h)] = get_activations(
+                self.adapter, [h], self.manifest(role), batch_size=self.batch_size, progress=self.progress
+            )[h]
+        return self._acts[(role, h)]
+
+    @property
+    def model(self) -> Any:
+        return self.adapter
+
+
+def limited(m: Manifest, limit: int | None) -> Manifest:
+    if limit is None or limit >= len(m):
+        return m
+    return Manifest(m.dataset, m.split, f"{m.version}+limit{limit}", m.clips[:limit], m.root)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def sae_record(sae: Any) -> dict[str, Any]:
+    i = sae.info
+    return {
+        "id": i.id,
+        "sha256": i.sha256,
+        "format": i.source_format,
+        "architecture": i.architecture,
+        "d_in": i.d_in,
+        "d_sae": i.d_sae,
+        "k": i.k,
+        "hook_point": i.hook_point,
+        "model_id": i.model_id,
+        "normalize_activations": i.normalize_activations,
+        "notes": list(i.notes),
+    }
+
+
+def build_record(
+    task: type[Task],
+    ctx: EvalContext,
+    out: TaskResult,
+    config: dict[str, Any],
+    started: str,
+    t0: float,
+    kind: str,
+    device: str,
+) -> dict[str, Any]:
+    md = task.metadata
+    splits = []
+    for role in md.splits:
+        if role in ctx.suite.splits:
+            m = ctx.manifest(role)
+            splits.append({"role": role, "dataset": m.dataset, "split": m.split, "manifest_sha256": m.sha256,
+                           "n_clips": len(m), "n_frames": int(out.frames.get(role, 0))})
+    doc = {
+        "schema_version": SCHEMA_VERSION,
+        "kind": kind,
+        "task": {"name": md.name, "version": md.version, "main_score": md.main_score,
+                 "higher_is_better": md.higher_is_better},
+        "sae": sae_record(ctx.sae),
+        "model": ctx.adapter.identity.to_dict(),
+        "data": {"suite": ctx.suite.name, "submittable": ctx.suite.submittable and ctx.limit is None,
+                 "resampler": RESAMPLER, "splits": splits},
+        "config": config,
+        "config_sha256": sha256_json(config),
+        "metrics": {
+            "main_score": md.main_score,
+            "values": out.values,
+            "higher_is_better": out.higher_is_better,
+            "floor": out.floor,
+            "ceiling": out.ceiling,
+            "floor_reference": md.floor,
+            "ceiling_reference": md.ceiling,
+            "reasons": out.reasons,
+        },
+        "uncertainty": {"method": out.uncertainty_method, "n": out.uncertainty_n, "values": out.uncertainty},
+        "details": out.details,
+        "provenance": provenance(device, str(ctx.adapter.dtype).replace("torch.", "")),
+        "run": {"started": started, "finished": _now(), "runtime_s": round(time.perf_counter() - t0, 3),
+                "limit": ctx.limit},
+    }
+    if len(ctx.saes) > 1 and "several_saes" in md.needs:
+        doc["partner_saes"] = [sae_record(s) for s in ctx.saes if s is not ctx.sae]
+    return doc
+
+
+def _reusable(path: Path, config_sha: str, sae: Any, task: type[Task], suite: Suite, limit: int | None) -> dict | None:
+    if not path.exists():
+        return None
+    try:
+        doc = read_result(path)
+    except ResultError as e:
+        log.warning("existing result %s is invalid (%s); running the task again", path, e)
+        return None
+    same = (
+        doc["config_sha256"] == config_sha
+        and doc["sae"]["sha256"] == sae.info.sha256
+        and doc["task"]["version"] == task.metadata.version
+        and doc["data"]["suite"] == suite.name
+        and doc["run"]["limit"] == limit
+    )
+    return doc if same else None
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise AudioSAEBenchError(f"--device {device} requested but CUDA is not available")
+    return device
+
+
+def evaluate(
+    saes: Sequence[Any],
+    tasks: str | list[str] = "all",
+    *,
+    suite: str | Suite = "mini",
+    data_dir: str | Path | None = None,
+    out: str | Path = "results",
+    model: str | None = None,
+    hook: str | None = None,
+    device: str = "auto",
+    dtype: str = "float32",
+    batch_size: int = 8,
+    resume: bool = False,
+    limit: int | None = None,
+    seed: int = DEFAULT_SEED,
+    task_config: dict[str, dict[str, Any]] | None = None,
+    kind: str = "submission",
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Evaluate one or more SAEs on tasks; write ``<out>/<sae id>/<task>.json``; return the records."""
+    from audiosaebench.models.loading import load_adapter
+    from audiosaebench.sae import SAE, load_sae
+
+    if limit is not None and limit < 1:
+        raise AudioSAEBenchError("--limit must be a positive number of clips per split")
+    task_classes = resolve_tasks(tasks)
+    loaded: list[SAE] = [s if isinstance(s, SAE) else load_sae(s, hook_point=hook, model_id=model) for s in saes]
+    if not loaded:
+        raise AudioSAEBenchError("no SAE given (--sae PATH)")
+    ids = [s.info.id for s in loaded]
+    if len(set(ids)) != len(ids):
+        raise AudioSAEBenchError(f"two SAEs share the id {next(i for i in ids if ids.count(i) > 1)!r}")
+    for s in loaded:
+        if not s.info.model_id:
+            raise CheckpointError(f"SAE {s.info.id} does not say which model it was trained on; pass --model")
+        if not s.info.hook_point:
+            raise CheckpointError(f"SAE {s.info.id} does not say which hook point it reads; pass --hook")
+    the_suite = suite if isinstance(suite, Suite) else load_suite(suite, data_dir)
+    dev = resolve_device(device)
+    adapters: dict[str, Any] = {}
+    for s in loaded:
+        ref = model or s.info.model_id
+        if ref not in adapters:
+            adapters[ref] = load_adapter(ref, device=dev, dtype=dtype)
+        ad = adapters[ref]
+        hp = ad.resolve(s.info.hook_point)
+        if s.info.d_in != ad.hidden_size:
+            raise CheckpointError(
+                f"SAE {s.info.id} has d_in={s.info.d_in} but {hp.name} of {ad.identity.model_id} has width {ad.hidden_size}"
+            )
+    loaded = [s.to(dev) for s in loaded]
+    _prefetch(loaded, adapters, model, task_classes, the_suite, limit, batch_size, progress)
+
+    records = []
+    out = Path(out)
+    for s in loaded:
+        ad = adapters[model or s.info.model_id]
+        for task_cls in task_classes:
+            task = task_cls()
+            overrides = dict((task_config or {}).get(task_cls.metadata.name, {}))
+            config = {**task.config(overrides), "seed": seed}
+            path = out / s.info.id / f"{task_cls.metadata.name}.json"
+            if resume:
+                prev = _reusable(path, sha256_json(config), s, task_cls, the_suite, limit)
+                if prev is not None:
+                    log.info("resume: %s exists with the same config; skipped", path)
+                    records.append(prev)
+                    continue
+            ctx = EvalContext(s, loaded, config, seed, the_suite, ad, s.info.hook_point, limit, batch_size, progress)
+            started, t0 = _now(), time.perf_counter()
+            log.info("running %s on %s", task_cls.metadata.name, s.info.id)
+            result = task.run(ctx)
+            doc = build_record(task_cls, ctx, result, config, started, t0, kind, dev)
+            write_result(doc, path)
+            records.append(doc)
+    return records
+
+
+def _prefetch(loaded, adapters, model, task_classes, suite, limit, batch_size, progress) -> None:
+    """Extract every (model, role) once for all hooks the SAEs need (one forward pass each)."""
+    from audiosaebench.activations.extract import get_activations
+
+    roles = [r for t in task_classes for r in t.metadata.splits if r in suite.splits]
+    by_model: dict[str, list[str]] = {}
+    for s in loaded:
+        by_model.setdefault(model or s.info.model_id, []).append(s.info.hook_point)
+    for ref, hooks in by_model.items():
+        for role in dict.fromkeys(roles):
+            get_activations(adapters[ref], hooks, limited(suite.split(role), limit), batch_size=batch_size, progress=progress)

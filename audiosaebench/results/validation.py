@@ -1,0 +1,71 @@
+"""Result JSON: the schema (shipped in the package), validation and atomic writes (no torch)."""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from audiosaebench.errors import ResultError
+from audiosaebench.hashing import sha256_json
+
+SCHEMA_VERSION = "1.0"
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict[str, Any]:
+    return json.loads(resources.files("audiosaebench.results").joinpath("schema.json").read_text())
+
+
+def validate_result(doc: Any, where: str = "result") -> None:
+    """Schema check plus the rules a schema cannot express; raises ResultError (one line)."""
+    from jsonschema import Draft202012Validator
+
+    errors = sorted(Draft202012Validator(schema()).iter_errors(doc), key=lambda e: list(e.absolute_path))
+    if errors:
+        e = errors[0]
+        path = "/".join(str(p) for p in e.absolute_path) or "(top level)"
+        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ResultError(f"{where}: schema violation at {path}: {e.message}{more}")
+    m = doc["metrics"]
+    if m["main_score"] not in m["values"]:
+        raise ResultError(f"{where}: main score {m['main_score']!r} is not among the metric values")
+    for name, v in m["values"].items():
+        if v is None and name not in m["reasons"]:
+            raise ResultError(f"{where}: metric {name!r} is null without a reason")
+        if name not in m["higher_is_better"]:
+            raise ResultError(f"{where}: metric {name!r} has no direction in higher_is_better")
+    if doc["config_sha256"] != sha256_json(doc["config"]):
+        raise ResultError(f"{where}: config_sha256 does not match config")
+    if doc["run"]["limit"] is not None and doc["data"]["submittable"]:
+        raise ResultError(f"{where}: a --limit run cannot be submittable")
+
+
+def dumps(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def write_result(doc: dict[str, Any], path: str | Path) -> Path:
+    """Validate, then write atomically (temp file + rename): a crash never leaves half a file."""
+    path = Path(path)
+    validate_result(doc, str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(dumps(doc), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def read_result(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ResultError(f"result not found: {path}") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ResultError(f"{path}: not valid JSON ({e})") from None
+    validate_result(doc, str(path))
+    return doc

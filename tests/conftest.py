@@ -1,0 +1,36 @@
+"""Test configuration: never touch the network; never write into the user's cache."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+_HOME = tempfile.mkdtemp(prefix="audiosaebench-test-home-")
+os.environ["AUDIOSAEBENCH_HOME"] = _HOME
+
+import pytest  # noqa: E402
+
+from tests import factories  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """Tiny randomly initialised Whisper / HuBERT / wav2vec2 / WavLM folders in HF layout."""
+    return factories.tiny_model_dirs(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def toy_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("toy")
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A fresh AUDIOSAEBENCH_HOME (empty activation cache) for one test."""
+    h = tmp_path / "home"
+    monkeypatch.setenv("AUDIOSAEBENCH_HOME", str(h))
+    return h
