@@ -40,8 +40,8 @@ def summary_table(records: list[dict[str, Any]]) -> str:
             _fmt(m["values"].get(name)), f"[{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "-",
             _fmt(m["floor"]), _fmt(m["ceiling"]), f"{r['run']['runtime_s']:.1f}",
         ))
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))  # noqa: E731
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True))  # noqa: E731
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 

@@ -35,6 +35,6 @@ def chunk_rows_for(sae: SAE, budget_bytes: int = 512 << 20) -> int:
 def iter_codes(sae: SAE, acts: ActivationSet, chunk_rows: int | None = None) -> Iterator[CodeChunk]:
     rows = chunk_rows or chunk_rows_for(sae)
     for start, x_np in acts.iter_chunks(rows):
-        x = torch.from_numpy(np.asarray(x_np, dtype=np.float32)).to(sae.device, sae.dtype)
+        x = torch.from_numpy(np.array(x_np, dtype=np.float32)).to(sae.device, sae.dtype)  # copy: shards are read-only maps
         z, state = sae.encode_with_state(x)
         yield CodeChunk(start, x, z, sae.decode(z, state))

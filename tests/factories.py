@@ -25,8 +25,14 @@ SSL_KW = dict(
 
 def tiny_model_dirs(root: Path) -> dict[str, Path]:
     from transformers import (
-        HubertConfig, HubertModel, Wav2Vec2Config, Wav2Vec2Model, WavLMConfig, WavLMModel,
-        WhisperConfig, WhisperForConditionalGeneration,
+        HubertConfig,
+        HubertModel,
+        Wav2Vec2Config,
+        Wav2Vec2Model,
+        WavLMConfig,
+        WavLMModel,
+        WhisperConfig,
+        WhisperForConditionalGeneration,
     )
 
     torch.manual_seed(0)

@@ -101,9 +101,9 @@ class ActivationSet:
         return self.rows(int(off[index]), int(off[index + 1]))
 
     def iter_chunks(self, max_rows: int = 65_536) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield (first row index, rows) in order, at most ``max_rows`` at a time."""
+        """Yield (first row index, rows) in order, at most ``max_rows`` at a time (read-only views)."""
         for start in range(0, self.n_frames, max_rows):
-            yield start, np.ascontiguousarray(self.rows(start, min(start + max_rows, self.n_frames)))
+            yield start, self.rows(start, min(start + max_rows, self.n_frames))
 
     def frame_clip_index(self) -> np.ndarray:
         off = self.offsets

@@ -93,8 +93,11 @@ def resolve_model_dir(ref: str) -> tuple[Path, str, str | None, str]:
 def load_adapter(ref: str, *, device: str = "cpu", dtype: str = "float32"):
     """Load the model behind ``ref`` and wrap it in the adapter for its family."""
     import torch
+    from transformers.utils import logging as hf_logging
 
     from audiosaebench.models.base import ModelIdentity
+
+    hf_logging.disable_progress_bar()  # our own bars only; errors must stay one line
 
     folder, model_id, revision, source = resolve_model_dir(ref)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from functools import lru_cache
 from importlib import resources
@@ -20,9 +21,33 @@ def schema() -> dict[str, Any]:
     return json.loads(resources.files("audiosaebench.results").joinpath("schema.json").read_text())
 
 
+def _non_finite_path(obj: Any, path: str = "") -> str | None:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return path or "(top level)"
+    if isinstance(obj, dict):
+        items = obj.items()
+    elif isinstance(obj, list):
+        items = enumerate(obj)
+    else:
+        return None
+    for k, v in items:
+        found = _non_finite_path(v, f"{path}/{k}" if path else str(k))
+        if found:
+            return found
+    return None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed in a result (write null with a reason)")
+
+
 def validate_result(doc: Any, where: str = "result") -> None:
     """Schema check plus the rules a schema cannot express; raises ResultError (one line)."""
     from jsonschema import Draft202012Validator
+
+    bad = _non_finite_path(doc)
+    if bad:
+        raise ResultError(f"{where}: non-finite number at {bad} (NaN/Inf are never written; use null with a reason)")
 
     errors = sorted(Draft202012Validator(schema()).iter_errors(doc), key=lambda e: list(e.absolute_path))
     if errors:
@@ -62,7 +87,7 @@ def write_result(doc: dict[str, Any], path: str | Path) -> Path:
 def read_result(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(path.read_text(encoding="utf-8"), parse_constant=_reject_constant)
     except FileNotFoundError:
         raise ResultError(f"result not found: {path}") from None
     except (ValueError, UnicodeDecodeError) as e:

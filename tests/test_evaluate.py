@@ -1,0 +1,209 @@
+"""End to end on the toy suite: results, schema, determinism, resume, interruption, CLI errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from audiosaebench.cli import main
+from audiosaebench.errors import ResultError
+from audiosaebench.results.validation import read_result, validate_result
+from tests import factories as fx
+
+
+def _sae(tmp_path, tiny_models, name="sae", arch="topk", hook="encoder.layers.1", d_in=16, params=None, **kw):
+    p = params or fx.random_params(arch, d_in, 64)
+    return fx.write_saelens_v6(tmp_path / name, arch, p, k=8 if arch == "topk" else None,
+                               model=str(tiny_models["whisper"]), hook=hook, **kw)
+
+
+def _eval(args, toy_dir):
+    return main(["evaluate", "--suite", "toy", "--data-dir", str(toy_dir), "--no-progress", *args])
+
+
+def _strip_run(doc):
+    return {k: v for k, v in doc.items() if k != "run"}
+
+
+def test_evaluate_writes_valid_deterministic_results(home, tmp_path, tiny_models, toy_dir, capsys):
+    sae = _sae(tmp_path, tiny_models)
+    assert _eval(["--sae", str(sae), "--out", str(tmp_path / "a")], toy_dir) == 0
+    table = capsys.readouterr().out
+    assert "fidelity 0.1.0" in table and "explained_variance" in table
+    assert _eval(["--sae", str(sae), "--out", str(tmp_path / "b")], toy_dir) == 0
+    (fa,) = (tmp_path / "a").rglob("*.json")
+    (fb,) = (tmp_path / "b").rglob("*.json")
+    a, b = read_result(fa), read_result(fb)
+    assert json.dumps(_strip_run(a), sort_keys=True) == json.dumps(_strip_run(b), sort_keys=True)
+    assert a["sae"]["hook_point"] == "encoder.layers.1" and a["data"]["submittable"] is False
+    assert a["model"]["weights_sha256"] and len(a["data"]["splits"]) == 3
+
+
+def test_identity_sae_is_at_the_fidelity_ceiling_and_mean_sae_at_the_floor(home, tmp_path, tiny_models, toy_dir):
+    eye = torch.eye(16)
+    ident = {"W_enc": torch.cat([eye, -eye], 1), "b_enc": torch.zeros(32),
+             "W_dec": torch.cat([eye, -eye], 0), "b_dec": torch.zeros(16)}
+    _sae(tmp_path, tiny_models, "ident", arch="standard", params=ident)
+    # a "mean SAE": decodes every frame to the speech_test mean (W_dec = 0, b_dec = mean)
+    from audiosaebench.activations.extract import get_activations
+    from audiosaebench.data.suites import load_suite
+    from audiosaebench.models.loading import load_adapter
+
+    ad = load_adapter(str(tiny_models["whisper"]))
+    acts = get_activations(ad, ["encoder.layers.1"], load_suite("toy", toy_dir).split("speech_test"), progress=False)
+    mean = torch.from_numpy(acts["encoder.layers.1"].rows(0, acts["encoder.layers.1"].n_frames).mean(0))
+    meansae = {"W_enc": torch.zeros(16, 4), "b_enc": torch.zeros(4), "W_dec": torch.zeros(4, 16), "b_dec": mean}
+    fx.write_saelens_v6(tmp_path / "mean", "standard", meansae, model=str(tiny_models["whisper"]), hook="encoder.layers.1",
+                        extra={"apply_b_dec_to_input": False})
+    out = tmp_path / "out"
+    assert _eval(["--sae", str(tmp_path / "ident"), "--sae", str(tmp_path / "mean"), "--out", str(out)], toy_dir) == 0
+    docs = {d.parent.name.split("-")[0]: read_result(d) for d in out.rglob("fidelity.json")}
+    iv = docs["ident"]["metrics"]["values"]
+    assert iv["explained_variance"] == pytest.approx(1.0, abs=1e-6)
+    assert iv["speech_test/cosine"] == pytest.approx(1.0, abs=1e-6)
+    assert docs["mean"]["metrics"]["values"]["explained_variance"] == pytest.approx(0.0, abs=1e-5)
+    lo, hi = docs["ident"]["uncertainty"]["values"]["explained_variance"]
+    assert lo <= iv["explained_variance"] <= hi
+
+
+def test_resume_skips_same_config_and_recovers_from_a_killed_run(home, tmp_path, tiny_models, toy_dir, monkeypatch):
+    sae = _sae(tmp_path, tiny_models)
+    out = tmp_path / "out"
+    assert _eval(["--sae", str(sae), "--out", str(out)], toy_dir) == 0
+    (f,) = out.rglob("fidelity.json")
+    before = f.read_bytes()
+    mtime = f.stat().st_mtime_ns
+    assert _eval(["--sae", str(sae), "--out", str(out), "--resume"], toy_dir) == 0
+    assert f.stat().st_mtime_ns == mtime
+    # a changed option reruns
+    assert _eval(["--sae", str(sae), "--out", str(out), "--resume", "--task-option", "fidelity.dense_threshold=0.2"], toy_dir) == 0
+    assert json.loads(f.read_text())["config"]["dense_threshold"] == 0.2
+    # a run killed mid-task leaves the previous file intact; resume then writes the same bytes as before
+    import audiosaebench_tasks.fidelity.compute as comp
+
+    real = comp._split_stats
+    monkeypatch.setattr(comp, "_split_stats", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    assert _eval(["--sae", str(sae), "--out", str(out)], toy_dir) == 130
+    assert json.loads(f.read_text())["config"]["dense_threshold"] == 0.2
+    monkeypatch.setattr(comp, "_split_stats", real)
+    f.write_text(f.read_text()[:100])  # and a half-written file from elsewhere is not trusted
+    assert _eval(["--sae", str(sae), "--out", str(out), "--resume"], toy_dir) == 0
+    assert _strip_run(json.loads(f.read_text())) == _strip_run(json.loads(before))
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing", "not found"),
+        ("d_in", "d_in=12 but encoder.layers.1"),
+        ("hook", "does not exist on"),
+        ("nan", "NaN or Inf"),
+        ("arch", "unknown architecture"),
+        ("task", "unknown task 'fidelty'; did you mean fidelity"),
+        ("nohook", "which hook point"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(home, tmp_path, tiny_models, toy_dir, capsys, case, message):
+    args = ["--out", str(tmp_path / "out")]
+    if case == "missing":
+        args += ["--sae", str(tmp_path / "nope")]
+    elif case == "d_in":
+        args += ["--sae", str(_sae(tmp_path, tiny_models, d_in=12))]
+    elif case == "hook":
+        args += ["--sae", str(_sae(tmp_path, tiny_models, hook="encoder.layers.7"))]
+    elif case == "nan":
+        p = fx.random_params("topk", 16, 64)
+        p["W_enc"][3, 3] = float("nan")
+        args += ["--sae", str(_sae(tmp_path, tiny_models, params=p))]
+    elif case == "arch":
+        args += ["--sae", str(_sae(tmp_path, tiny_models, extra={"architecture": "crosscoder"}))]
+    elif case == "task":
+        args += ["--sae", str(_sae(tmp_path, tiny_models)), "--tasks", "fidelty"]
+    elif case == "nohook":
+        args += ["--sae", str(_sae(tmp_path, tiny_models, hook=None))]
+    assert _eval(args, toy_dir) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_schema_rejects_bad_results(home, tmp_path, tiny_models, toy_dir):
+    sae = _sae(tmp_path, tiny_models)
+    assert _eval(["--sae", str(sae), "--out", str(tmp_path / "o")], toy_dir) == 0
+    (f,) = (tmp_path / "o").rglob("*.json")
+    good = json.loads(f.read_text())
+    validate_result(good)
+    for mutate, msg in [
+        (lambda d: d["metrics"]["values"].__setitem__("explained_variance", None), "null without a reason"),
+        (lambda d: d.pop("provenance"), "provenance"),
+        (lambda d: d["config"].__setitem__("seed", 1), "config_sha256"),
+        (lambda d: d["sae"].__setitem__("id", "../../etc"), "schema violation"),
+        (lambda d: d["run"].__setitem__("limit", 3), "submittable") if good["data"]["submittable"] else
+        (lambda d: d["metrics"].__setitem__("main_score", "nope"), "main score"),
+    ]:
+        doc = json.loads(json.dumps(good))
+        mutate(doc)
+        with pytest.raises(ResultError, match=msg):
+            validate_result(doc)
+    f.write_text(f.read_text().replace('"ceiling": 1.0', '"ceiling": NaN'))
+    with pytest.raises(ResultError):
+        read_result(f)
+
+
+def test_limit_runs_are_not_submittable(home, tmp_path, tiny_models, toy_dir):
+    sae = _sae(tmp_path, tiny_models)
+    assert _eval(["--sae", str(sae), "--out", str(tmp_path / "o"), "--limit", "2"], toy_dir) == 0
+    (f,) = (tmp_path / "o").rglob("*.json")
+    doc = read_result(f)
+    assert doc["run"]["limit"] == 2 and doc["data"]["submittable"] is False
+    assert all(s["n_clips"] == 2 for s in doc["data"]["splits"])
+
+
+def test_import_and_tasks_list_do_not_import_torch():
+    code = (
+        "import sys, audiosaebench, audiosaebench.cli\n"
+        "from audiosaebench.cli import main\n"
+        "main(['tasks', 'list'])\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "fidelity" in out.stdout and "higher is better" in out.stdout
+
+
+def test_registry_duplicates_and_bad_entry_points(monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    from audiosaebench import registry
+    from audiosaebench.errors import TaskError
+
+    eps = [EntryPoint("fidelity", "audiosaebench_tasks.fidelity:FidelityTask", registry.GROUP),
+           EntryPoint("fidelity", "somewhere.else:Other", registry.GROUP)]
+    monkeypatch.setattr(registry, "entry_points", lambda group: eps)
+    registry._entry_points.cache_clear()
+    try:
+        with pytest.raises(TaskError, match="two tasks"):
+            registry.task_names()
+        eps[:] = [EntryPoint("renamed", "audiosaebench_tasks.fidelity:FidelityTask", registry.GROUP)]
+        registry._entry_points.cache_clear()
+        with pytest.raises(TaskError, match="names must agree"):
+            registry.get_task("renamed")
+    finally:
+        registry._entry_points.cache_clear()
+
+
+def test_every_task_has_complete_metadata_and_docs():
+    from pathlib import Path
+
+    from audiosaebench.registry import get_task, task_names
+
+    root = Path(__file__).resolve().parents[1]
+    for name in task_names():
+        md = get_task(name).metadata
+        assert md.citation.strip().startswith("@")
+        doc = root / md.docs
+        assert doc.exists(), f"{name}: docs page {md.docs} missing"
+        assert md.main_score in doc.read_text()
