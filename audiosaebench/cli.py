@@ -114,27 +114,57 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_data_prepare(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from audiosaebench import paths
     from audiosaebench.data.suites import load_suite
 
-    if args.suite == "mini":
-        from audiosaebench.models import ct2_whisper
-        from audiosaebench.models.loading import mini_whisper_dir
-
-        out = mini_whisper_dir()
-        if (out / "config.json").exists() and not args.force:
-            print(f"Whisper tiny.en (converted from {ct2_whisper.SOURCE_PACKAGE}) already at {out}")
-        else:
-            ct2_whisper.convert(out)
-            print(f"converted Whisper tiny.en from {ct2_whisper.SOURCE_PACKAGE} to {out}")
-        log.warning("the mini speech/commands/ESC corpora are not built by this version yet; "
-                    "`evaluate --suite mini` will say so; use --suite toy for a smoke run")
-        return 0
     if args.suite == "toy":
         s = load_suite("toy", args.data_dir)
-        for role, m in s.splits.items():
-            print(f"{role:<16}{m.name:<24}{len(m):>5} clips  {m.sha256[:16]}")
+        _print_splits(s.splits)
         return 0
-    raise AudioSAEBenchError(f"data prepare --suite {args.suite} is not available in this version yet")
+    if args.suite == "full":
+        raise AudioSAEBenchError("data prepare --suite full is not available in this version yet (see docs/data.md)")
+    from audiosaebench.data.mini import prepare_mini
+    from audiosaebench.models import ct2_whisper
+    from audiosaebench.models.loading import mini_whisper_dir
+
+    t0 = time.perf_counter()
+    out = mini_whisper_dir()
+    if (out / "config.json").exists() and not args.force:
+        print(f"Whisper tiny.en (converted from {ct2_whisper.SOURCE_PACKAGE}) already at {out}")
+    else:
+        ct2_whisper.convert(out)
+        print(f"converted Whisper tiny.en from {ct2_whisper.SOURCE_PACKAGE} to {out} ({time.perf_counter() - t0:.1f} s)")
+    t1 = time.perf_counter()
+    base = Path(args.data_dir) if args.data_dir else paths.data_dir() / "mini"
+    manifests, warnings = prepare_mini(base, force=args.force)
+    print(f"mini suite at {base} ({time.perf_counter() - t1:.1f} s)")
+    _print_splits(manifests)
+    for w in warnings:
+        print(f"warning: {w}")
+    return 0
+
+
+def _print_splits(splits) -> None:
+    for role, m in sorted(splits.items()):
+        print(f"  {role:<16}{m.name:<32}{len(m):>5} clips  {sum(c.duration_s for c in m):>7.1f} s  {m.sha256[:16]}")
+
+
+def cmd_data_verify(args: argparse.Namespace) -> int:
+    from audiosaebench.data.suites import load_suite
+
+    s = load_suite(args.suite, args.data_dir)
+    n = 0
+    for m in s.splits.values():
+        for clip in m:
+            m.load(clip, verify=True)
+            n += 1
+    for w in s.warnings:
+        print(f"warning: {w}")
+    print(f"verified {n} clips in {len(s.splits)} splits of the {s.name} suite: every PCM sha256 matches its manifest")
+    return 0
 
 
 def cmd_baselines(args: argparse.Namespace) -> int:
@@ -192,6 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--data-dir", default=None)
     dp.add_argument("--force", action="store_true", help="rebuild even if present")
     dp.set_defaults(func=cmd_data_prepare)
+    dv = dsub.add_parser("verify", help="decode every clip and check it against its manifest")
+    dv.add_argument("--suite", default="mini", choices=["mini", "full", "toy"])
+    dv.add_argument("--data-dir", default=None)
+    dv.set_defaults(func=cmd_data_verify)
 
     b = sub.add_parser("baselines", help="write identity and random reference SAEs for a model and hook")
     b.add_argument("--model", required=True, help="model id or local folder")

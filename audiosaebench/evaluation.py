@@ -114,7 +114,8 @@ def build_record(
         "sae": sae_record(ctx.sae),
         "model": ctx.adapter.identity.to_dict(),
         "data": {"suite": ctx.suite.name, "submittable": ctx.suite.submittable and ctx.limit is None,
-                 "resampler": RESAMPLER, "splits": splits},
+                 "resampler": RESAMPLER, "splits": splits,
+                 **({"manifest_warnings": list(ctx.suite.warnings)} if ctx.suite.warnings else {})},
         "config": config,
         "config_sha256": sha256_json(config),
         "metrics": {

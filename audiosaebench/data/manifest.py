@@ -30,6 +30,7 @@ class Clip:
     speaker: str | None = None
     fold: int | None = None
     labels: dict[str, Any] = field(default_factory=dict)
+    segment: tuple[int, int] | None = None  # [start, end) in 16 kHz samples of the decoded file
 
     @property
     def duration_s(self) -> float:
@@ -46,6 +47,7 @@ class Clip:
             "speaker": self.speaker,
             "fold": self.fold,
             "labels": self.labels,
+            "segment": list(self.segment) if self.segment else None,
         }
 
     @classmethod
@@ -59,6 +61,7 @@ class Clip:
             speaker=d.get("speaker"),
             fold=d.get("fold"),
             labels=dict(d.get("labels") or {}),
+            segment=tuple(d["segment"]) if d.get("segment") else None,  # type: ignore[arg-type]
         )
 
 
@@ -100,6 +103,8 @@ class Manifest:
         from audiosaebench.data.audio import load_audio, pcm_sha256
 
         x = load_audio(self.audio_path(clip))
+        if clip.segment is not None:
+            x = x[clip.segment[0] : clip.segment[1]]
         if verify and pcm_sha256(x) != clip.pcm_sha256:
             raise DataError(
                 f"{self.audio_path(clip)} does not match the manifest {self.name} (PCM sha256 differs); "

@@ -5,7 +5,9 @@ Roles (what METRICS.md calls the speech, non-speech and commands splits):
 ``commands_test``. A suite maps each role it provides to a :class:`Manifest`.
 
 * ``toy``: generated clips for tests and smoke runs (not submittable);
-* ``mini``: the embedded default (``audiosaebench data prepare --suite mini``);
+* ``mini``: the embedded default (``audiosaebench data prepare --suite mini``); its manifest
+  hashes are compared with the ones shipped in the package, and a mismatch is a warning recorded
+  in every result (``data.manifest_warnings``);
 * ``full``: LibriSpeech / ESC-50 / Speech Commands from ``--data-dir``.
 """
 
@@ -19,6 +21,7 @@ from audiosaebench.data.manifest import Manifest
 from audiosaebench.errors import DataError
 
 ROLES = (
+    "commands_val",
     "speech_train",
     "speech_test",
     "nonspeech_train",
@@ -34,6 +37,7 @@ class Suite:
     name: str
     splits: dict[str, Manifest]
     submittable: bool = True
+    warnings: tuple[str, ...] = ()
 
     def split(self, role: str) -> Manifest:
         if role not in self.splits:
@@ -50,17 +54,21 @@ def load_suite(name: str, data_dir: str | Path | None = None) -> Suite:
     if name in ("mini", "full"):
         root = Path(data_dir) if data_dir else paths.data_dir() / name
         index = root / "suite.json"
-        if not index.exists() and name == "mini":
-            raise DataError(
-                "the mini suite's speech/commands/ESC corpora are not built by this version yet "
-                "(only its Whisper tiny.en is); use --suite toy for a smoke run"
-            )
         if not index.exists():
             raise DataError(
                 f"the {name} suite is not prepared in {root}; run `audiosaebench data prepare --suite {name}`"
             )
         import json
 
-        roles = json.loads(index.read_text())["splits"]
-        return Suite(name, {role: Manifest.read(root / rel, root=root) for role, rel in roles.items()})
+        try:
+            roles = json.loads(index.read_text())["splits"]
+        except (ValueError, KeyError) as e:
+            raise DataError(f"{index} is corrupt ({e}); re-run `audiosaebench data prepare --suite {name} --force`") from None
+        splits = {role: Manifest.read(root / rel, root=root) for role, rel in roles.items()}
+        warnings: tuple[str, ...] = ()
+        if name == "mini":
+            from audiosaebench.data.mini import compare_expected
+
+            warnings = tuple(compare_expected(splits))
+        return Suite(name, splits, warnings=warnings)
     raise DataError(f"unknown suite {name!r}; choose one of {', '.join(SUITES)}")

@@ -1,0 +1,109 @@
+"""Greedy Whisper decoding with a KV cache, and WER: used by sanity checks, fidelity and steering.
+
+Prompt: ``<|startoftranscript|>`` (+ ``<|en|><|transcribe|>`` for multilingual models) +
+``<|notimestamps|>``; greedy argmax with the model's suppress lists; stops at end-of-text or after
+``max_new_tokens``. Decoding uses ``tokenizers`` with the model folder's ``tokenizer.json``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from audiosaebench.errors import AudioSAEBenchError
+
+_NUM = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+        "sixteen seventeen eighteen nineteen twenty").split()
+
+
+def normalize_text(s: str) -> str:
+    """Lower-case, digits 0-20 spelt out, everything but letters and apostrophes removed."""
+    s = s.lower()
+    s = re.sub(r"\b(\d{1,2})\b", lambda m: _NUM[int(m.group(1))] if int(m.group(1)) <= 20 else m.group(1), s)
+    s = re.sub(r"[^a-z' ]+", " ", s).replace(" '", " ").replace("' ", " ")
+    return re.sub(r"\s+", " ", s).strip()
+
+
+def edit_distance(ref: Sequence[str], hyp: Sequence[str]) -> int:
+    prev = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        cur = [i] + [0] * len(hyp)
+        for j, h in enumerate(hyp, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
+        prev = cur
+    return prev[-1]
+
+
+def corpus_wer(refs: Sequence[str], hyps: Sequence[str]) -> float:
+    """Total word edits / total reference words, after :func:`normalize_text`."""
+    errors = words = 0
+    for r, h in zip(refs, hyps, strict=True):
+        rw, hw = normalize_text(r).split(), normalize_text(h).split()
+        errors += edit_distance(rw, hw)
+        words += len(rw)
+    return errors / words if words else float("nan")
+
+
+class WhisperDecoder:
+    def __init__(self, adapter, tokenizer_file: str | Path):
+        from tokenizers import Tokenizer
+
+        if not Path(tokenizer_file).exists():
+            raise AudioSAEBenchError(f"no tokenizer.json next to the model ({tokenizer_file})")
+        self.adapter = adapter
+        self.tok = Tokenizer.from_file(str(tokenizer_file))
+        cfg = adapter.config
+        tid = self.tok.token_to_id
+        self.sot = tid("<|startoftranscript|>")
+        self.eot = tid("<|endoftext|>")
+        prompt = [self.sot]
+        if tid("<|en|>") is not None and cfg.vocab_size >= 51865:  # multilingual vocabulary
+            prompt += [tid("<|en|>"), tid("<|transcribe|>")]
+        prompt.append(tid("<|notimestamps|>"))
+        self.prompt = prompt
+        suppress = list(getattr(cfg, "suppress_tokens", None) or [])
+        self.suppress = torch.tensor(sorted(set(suppress)), dtype=torch.long)
+        self.begin_suppress = torch.tensor(list(getattr(cfg, "begin_suppress_tokens", None) or [self.eot]), dtype=torch.long)
+        self.timestamp_begin = (tid("<|notimestamps|>") or 0) + 1
+
+    @torch.no_grad()
+    def decode_encoder_states(self, enc: torch.Tensor, max_new_tokens: int = 96) -> list[str]:
+        model = self.adapter.model
+        b = enc.shape[0]
+        ids = torch.tensor([self.prompt] * b, device=enc.device)
+        out = model(encoder_outputs=(enc,), decoder_input_ids=ids, use_cache=True)
+        tokens: list[list[int]] = [[] for _ in range(b)]
+        done = torch.zeros(b, dtype=torch.bool)
+        for step in range(max_new_tokens):
+            logits = out.logits[:, -1].float()
+            if len(self.suppress):
+                logits[:, self.suppress] = -torch.inf
+            logits[:, self.timestamp_begin :] = -torch.inf
+            if step == 0:
+                logits[:, self.begin_suppress] = -torch.inf
+            nxt = logits.argmax(-1)
+            for i in range(b):
+                if not done[i]:
+                    if int(nxt[i]) == self.eot:
+                        done[i] = True
+                    else:
+                        tokens[i].append(int(nxt[i]))
+            if bool(done.all()):
+                break
+            out = model(encoder_outputs=(enc,), decoder_input_ids=nxt[:, None], past_key_values=out.past_key_values,
+                        use_cache=True)
+        return [self.tok.decode(t, skip_special_tokens=True).strip() for t in tokens]
+
+    @torch.no_grad()
+    def transcribe(self, waves: Sequence[np.ndarray], batch_size: int = 8, max_new_tokens: int = 96) -> list[str]:
+        texts: list[str] = []
+        for i in range(0, len(waves), batch_size):
+            batch = self.adapter.prepare(list(waves[i : i + batch_size]))
+            feats = batch.inputs["input_features"].to(self.adapter.device, self.adapter.dtype)
+            enc = self.adapter.base_model.encoder(feats).last_hidden_state
+            texts += self.decode_encoder_states(enc, max_new_tokens)
+        return texts
