@@ -22,7 +22,7 @@ def _tone(n, f=440.0):
 def _librispeech(base, split="dev-clean"):
     import soundfile as sf
 
-    for spk, sex in (("84", "F"), ("174", "M")):
+    for spk in ("84", "174"):
         ch = base / "LibriSpeech" / split / spk / "121123"
         ch.mkdir(parents=True)
         lines = []
