@@ -125,7 +125,15 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
         _print_splits(s.splits)
         return 0
     if args.suite == "full":
-        raise AudioSAEBenchError("data prepare --suite full is not available in this version yet (see docs/data.md)")
+        from audiosaebench.data.full import prepare_full
+
+        if not args.data_dir:
+            raise AudioSAEBenchError("data prepare --suite full needs --data-dir (where the official archives are unpacked)")
+        sources = dict(kv.split("=", 1) for kv in (args.hf_source or []))
+        manifests = prepare_full(Path(args.data_dir), from_hf=args.from_hf, hf_sources=sources, revision=args.hf_revision)
+        print(f"full suite at {args.data_dir}")
+        _print_splits(manifests)
+        return 0
     from audiosaebench.data.mini import prepare_mini
     from audiosaebench.models import ct2_whisper
     from audiosaebench.models.loading import mini_whisper_dir
@@ -176,6 +184,19 @@ def cmd_baselines(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_reference(args: argparse.Namespace) -> int:
+    from audiosaebench.training import Recipe, train_reference
+
+    seeds = tuple(int(x) for x in args.seeds.split(","))
+    recipe = Recipe(k=args.k, expansion=args.expansion, steps=args.steps)
+    for p in train_reference(args.model, args.hook, args.out, suite=args.suite, data_dir=args.data_dir, seeds=seeds,
+                             recipe=recipe, overwrite=args.overwrite):
+        stats = json.loads((p / "training.json").read_text())
+        print(f"wrote {p}  (train FVU {stats['final_fvu']:.4f}, {stats['alive_features']} alive features, "
+              f"{stats['train_seconds']:.0f} s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="audiosaebench", description="Benchmark SAEs trained on audio models.")
     p.add_argument("--version", action="version", version=f"audiosaebench {__version__}")
@@ -221,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--suite", default="mini", choices=["mini", "full", "toy"])
     dp.add_argument("--data-dir", default=None)
     dp.add_argument("--force", action="store_true", help="rebuild even if present")
+    dp.add_argument("--from-hf", action="store_true", help="full suite: export the HF datasets into --data-dir first")
+    dp.add_argument("--hf-source", action="append", help="full suite: librispeech|speech_commands|esc50=HUB_ID_OR_PARQUET")
+    dp.add_argument("--hf-revision", default=None, help="full suite: pinned dataset revision (commit)")
     dp.set_defaults(func=cmd_data_prepare)
     dv = dsub.add_parser("verify", help="decode every clip and check it against its manifest")
     dv.add_argument("--suite", default="mini", choices=["mini", "full", "toy"])
@@ -236,6 +260,19 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--overwrite", action="store_true")
     b.set_defaults(func=cmd_baselines)
+
+    r = sub.add_parser("train-reference", help="train reference TopK SAEs on a suite's train splits")
+    r.add_argument("--model", default="openai/whisper-tiny.en")
+    r.add_argument("--hook", default="encoder.layers.2")
+    r.add_argument("--suite", default="mini", choices=["mini", "full", "toy"])
+    r.add_argument("--data-dir", default=None)
+    r.add_argument("--seeds", default="0,1", help="comma-separated; SAEs differ only in seed")
+    r.add_argument("--k", type=int, default=32)
+    r.add_argument("--expansion", type=int, default=4, help="d_sae = expansion x d_in")
+    r.add_argument("--steps", type=int, default=1500)
+    r.add_argument("--out", default="reference")
+    r.add_argument("--overwrite", action="store_true")
+    r.set_defaults(func=cmd_train_reference)
     return p
 
 

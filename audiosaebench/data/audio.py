@@ -50,7 +50,8 @@ def load_audio(path: str | Path) -> np.ndarray:
 
 
 def pcm16(x: np.ndarray) -> np.ndarray:
-    return np.clip(np.round(x * 32767.0), -32768, 32767).astype("<i2")
+    """16-bit PCM with the scale soundfile decodes with (k / 32768), so int16 sources round-trip exactly."""
+    return np.clip(np.round(x * 32768.0), -32768, 32767).astype("<i2")
 
 
 def pcm_sha256(x: np.ndarray) -> str:

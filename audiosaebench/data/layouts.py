@@ -12,8 +12,9 @@
 Deterministic selection rules (a change is a new manifest version):
 
 * LibriSpeech: utterances in id order; at most ``max_per_speaker`` per speaker (first ones).
-* Speech Commands ``_unknown_``: capped at the mean number of clips per keyword class in the same
-  list, keeping the clips whose sha256(clip id) sort first.
+* Speech Commands: optionally at most ``max_per_class`` clips per word folder (the clips whose
+  sha256(clip id) sort first); then ``_unknown_`` is capped at the mean number of clips per keyword
+  class in the same list by the same rule.
 * Speech Commands ``_silence_``: each background-noise file (sorted by name) is cut into
   non-overlapping 1 s slices (hop 1.0 s, the remainder dropped); slice ``j`` goes to the testing
   list if ``j % 10 == 0``, to validation if ``j % 10 == 1``, else to training.
@@ -132,8 +133,19 @@ def _sha_key(s: str) -> str:
     return hashlib.sha256(s.encode()).hexdigest()
 
 
+def _first_by_hash(clips: list[Clip], n: int) -> list[Clip]:
+    """The ``n`` clips whose sha256(clip id) sort first, back in clip-id order (deterministic subset)."""
+    return sorted(sorted(clips, key=lambda c: _sha_key(c.clip_id))[:n], key=lambda c: c.clip_id)
+
+
 def speech_commands_manifest(
-    base: Path, which: str, *, root: str = "speech_commands", dataset: str = "speech_commands_v0.02", version: str = "1"
+    base: Path,
+    which: str,
+    *,
+    root: str = "speech_commands",
+    max_per_class: int | None = None,
+    dataset: str = "speech_commands_v0.02",
+    version: str = "1",
 ) -> Manifest:
     if which not in ("training", "validation", "testing"):
         raise ValueError(which)
@@ -154,11 +166,12 @@ def speech_commands_manifest(
             by_class.setdefault(label, []).append(
                 _clip(base, wav, rel, speaker=speaker, labels={"keyword": label, "word": word_dir.name})
             )
+    if max_per_class is not None:
+        by_class = {k: _first_by_hash(v, max_per_class) for k, v in by_class.items()}
     keyword_counts = [len(v) for k, v in by_class.items() if k in SC_KEYWORDS]
     if "_unknown_" in by_class and keyword_counts:
         cap = int(round(sum(keyword_counts) / len(keyword_counts)))
-        by_class["_unknown_"] = sorted(sorted(by_class["_unknown_"], key=lambda c: _sha_key(c.clip_id))[:cap],
-                                       key=lambda c: c.clip_id)
+        by_class["_unknown_"] = _first_by_hash(by_class["_unknown_"], cap)
     silence = []
     bg = top / SC_BACKGROUND
     for f in sorted(bg.glob("*.wav")) if bg.exists() else []:
@@ -166,7 +179,7 @@ def speech_commands_manifest(
         hop = int(SC_SILENCE_HOP_S * SAMPLE_RATE)
         for j in range(n // hop):
             member = "testing" if j % 10 == 0 else "validation" if j % 10 == 1 else "training"
-            if member == which:
+            if member == which and (max_per_class is None or len(silence) < max_per_class):
                 silence.append(_clip(base, f, f"{SC_BACKGROUND}/{f.name}#{j}", segment=(j * hop, (j + 1) * hop),
                                      speaker=None, labels={"keyword": "_silence_", "word": "_silence_"}))
     clips = [c for k in sorted(by_class) for c in by_class[k]] + silence

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from audiosaebench.data import layouts
-from audiosaebench.data.audio import SAMPLE_RATE, resample, write_wav
+from audiosaebench.data.audio import SAMPLE_RATE, pcm16, resample, write_wav
 from audiosaebench.data.espeak import EspeakSynth, Utterance
 from audiosaebench.data.manifest import Manifest
 from audiosaebench.data.phones import SILENCE, from_espeak
@@ -148,7 +148,7 @@ def build_speech(base: Path, synth: EspeakSynth) -> None:
             x = resample(audio.astype(np.float32) / 32768.0, sr)
             import soundfile as sf
 
-            sf.write(str(folder / f"{utt}.flac"), np.clip(np.round(x * 32767), -32768, 32767).astype(np.int16),
+            sf.write(str(folder / f"{utt}.flac"), pcm16(x),
                      SAMPLE_RATE, subtype="PCM_16", format="FLAC")
             ptier = _phone_tier(phones, sr, len(audio))
             write_textgrid(base / "alignments" / SPEECH_SPLITS[split] / spk / chapter / f"{utt}.TextGrid",
