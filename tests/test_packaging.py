@@ -28,3 +28,22 @@ def test_schema_is_package_data():
     from audiosaebench.results.validation import schema
 
     assert schema()["$schema"].endswith("2020-12/schema")
+
+
+def test_built_wheel_contains_tasks_schema_and_data(tmp_path):
+    import subprocess
+    import sys
+    import zipfile
+
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                          str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    (whl,) = tmp_path.glob("audiosaebench-*.whl")
+    names = set(zipfile.ZipFile(whl).namelist())
+    for need in ("audiosaebench_tasks/fidelity/__init__.py", "audiosaebench_tasks/fidelity/README.md",
+                 "audiosaebench/results/schema.json", "audiosaebench/data/mini_expected.json"):
+        assert need in names, need
+    assert not any(n.startswith("tasks/") for n in names)
+    ep = next(n for n in names if n.endswith("entry_points.txt"))
+    text = zipfile.ZipFile(whl).read(ep).decode()
+    assert "[audiosaebench.tasks]" in text and "fidelity = audiosaebench_tasks.fidelity:FidelityTask" in text

@@ -1,0 +1,196 @@
+"""phoneme_probing (see README.md in this folder)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from audiosaebench.codes import iter_codes
+from audiosaebench.data.phones import ARPABET
+from audiosaebench.hashing import finite_or_none
+from audiosaebench.labels import frame_phone_ids
+from audiosaebench.task import TaskContext, TaskResult
+
+
+def _balanced_sets(y: np.ndarray, phones: list[int], max_pos: int, rng: np.random.Generator) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Per phone: (positive frame indices, as many negative indices from other non-silence frames)."""
+    speech = np.flatnonzero(y >= 0)
+    out = {}
+    for p in phones:
+        pos = np.flatnonzero(y == p)
+        if len(pos) > max_pos:
+            pos = np.sort(rng.choice(pos, max_pos, replace=False))
+        others = speech[y[speech] != p]
+        neg = np.sort(rng.choice(others, min(len(pos), len(others)), replace=False))
+        out[p] = (pos, neg)
+    return out
+
+
+def _probe(xtr, ytr, xte, yte, C: float, seed: int) -> float:
+    sc = StandardScaler().fit(xtr)
+    clf = LogisticRegression(C=C, max_iter=2000, random_state=seed).fit(sc.transform(xtr), ytr)
+    return float(clf.score(sc.transform(xte), yte))
+
+
+def _rows_of(acts, idx: np.ndarray) -> np.ndarray:
+    return np.stack([acts.rows(int(i), int(i) + 1)[0] for i in idx]) if len(idx) else np.zeros((0, acts.d), np.float32)
+
+
+def _mean_diff_sae(sae, acts, sets: dict, chunk) -> np.ndarray:
+    """[n_phones, d_sae] mean difference of z between each phone's positive and negative sets."""
+    phones = list(sets)
+    n = acts.n_frames
+    w = np.zeros((len(phones), n), dtype=np.float32)
+    for i, p in enumerate(phones):
+        pos, neg = sets[p]
+        w[i, pos] += 1.0 / len(pos)
+        w[i, neg] -= 1.0 / len(neg)
+    used = np.flatnonzero(np.abs(w).sum(0) > 0)
+    keep = np.zeros(n, bool)
+    keep[used] = True
+    diff = torch.zeros(len(phones), sae.d_sae, dtype=torch.float64)
+    for ch in iter_codes(sae, acts, chunk):
+        rows = slice(ch.start, ch.start + ch.z.shape[0])
+        m = keep[rows]
+        if m.any():
+            diff += torch.from_numpy(w[:, rows][:, m]).double() @ ch.z[torch.from_numpy(m)].double().cpu()
+    return diff.numpy()
+
+
+def _gather_features(sae, acts, idx: np.ndarray, feats: np.ndarray, chunk) -> np.ndarray:
+    """z[idx][:, feats] without a dense frames x d_sae matrix."""
+    out = np.zeros((len(idx), len(feats)), dtype=np.float32)
+    order = np.argsort(idx)
+    sorted_idx = idx[order]
+    f = torch.from_numpy(feats)
+    for ch in iter_codes(sae, acts, chunk):
+        lo, hi = np.searchsorted(sorted_idx, [ch.start, ch.start + ch.z.shape[0]])
+        if hi > lo:
+            local = torch.from_numpy(sorted_idx[lo:hi] - ch.start)
+            out[order[lo:hi]] = ch.z[local][:, f].float().cpu().numpy()
+    return out
+
+
+def _frame_accuracy(sae, tr, ytr, te, yte, n_perm: int, rng, chunk) -> tuple[float | None, float | None]:
+    """AudioSAE frame accuracy: feature label = majority phone of its active train frames; a test
+    frame is correct if any active feature carries its phone. Chance: feature labels permuted."""
+    n_ph = len(ARPABET)
+    counts = torch.zeros(sae.d_sae, n_ph, dtype=torch.float64)
+    for ch in iter_codes(sae, tr, chunk):
+        y = torch.from_numpy(ytr[ch.start : ch.start + ch.z.shape[0]].astype(np.int64))
+        m = y >= 0
+        if m.any():
+            onehot = torch.nn.functional.one_hot(y[m], n_ph).double()
+            counts += (ch.z[m] != 0).double().cpu().T @ onehot
+    alive = counts.sum(1) > 0
+    if not alive.any():
+        return None, None
+    label = torch.where(alive, counts.argmax(1), torch.full((sae.d_sae,), -2))
+    perms = []
+    alive_idx = torch.nonzero(alive).squeeze(1)
+    for _ in range(n_perm):
+        lab = label.clone()
+        lab[alive_idx] = label[alive_idx][torch.from_numpy(rng.permutation(len(alive_idx)))]
+        perms.append(lab)
+    correct = np.zeros(1 + n_perm)
+    total = 0
+    for ch in iter_codes(sae, te, chunk):
+        y = torch.from_numpy(yte[ch.start : ch.start + ch.z.shape[0]].astype(np.int64))
+        m = y >= 0
+        if not m.any():
+            continue
+        act = (ch.z[m] != 0).cpu()
+        yy = y[m][:, None]
+        for j, lab in enumerate([label, *perms]):
+            correct[j] += float((act & (lab[None, :] == yy)).any(1).sum())
+        total += int(m.sum())
+    if total == 0:
+        return None, None
+    return correct[0] / total, float(np.mean(correct[1:]) / total)
+
+
+def _null(ks: list[int], reason: str) -> TaskResult:
+    names = [f"{w}_top{k}_accuracy" for k in ks for w in ("sae", "neuron")]
+    names += ["dense_accuracy", "audiosae_frame_accuracy", "audiosae_frame_accuracy_chance"]
+    return TaskResult(values=dict.fromkeys(names), higher_is_better=dict.fromkeys(names, True), floor=0.5,
+                      reasons=dict.fromkeys(names, reason))
+
+
+def run_probing(ctx: TaskContext) -> TaskResult:
+    cfg, sae, seed = ctx.config, ctx.sae, ctx.seed
+    rng = np.random.default_rng(seed)
+    chunk = None
+    ks = [int(k) for k in cfg["ks"]]
+    for role in ("speech_train", "speech_test"):
+        if not all(c.labels.get("phones") for c in ctx.manifest(role)):
+            return _null(ks, f"the {role} split has no phone alignments")
+    tr, te = ctx.activations("speech_train"), ctx.activations("speech_test")
+    ytr = frame_phone_ids(ctx.manifest("speech_train"), tr, ctx.model)
+    yte = frame_phone_ids(ctx.manifest("speech_test"), te, ctx.model)
+    min_pos = int(cfg["min_positives"])
+    phones = [p for p in range(len(ARPABET)) if (ytr == p).sum() >= min_pos and (yte == p).sum() >= min_pos]
+    values: dict[str, float | None] = {}
+    reasons: dict[str, str] = {}
+    if not phones:
+        return _null(ks, f"no phone has {min_pos} frames in both splits")
+    str_ = _balanced_sets(ytr, phones, int(cfg["max_positives"]), rng)
+    ste = _balanced_sets(yte, phones, int(cfg["max_positives"]), rng)
+
+    kmax = max(ks)
+    diff = _mean_diff_sae(sae, tr, str_, chunk)  # [P, d_sae]
+    top = np.argsort(-diff, axis=1, kind="stable")[:, :kmax]
+    feats = np.unique(top)
+    col = {f: i for i, f in enumerate(feats)}
+    idx_tr = np.unique(np.concatenate([np.concatenate(v) for v in str_.values()]))
+    idx_te = np.unique(np.concatenate([np.concatenate(v) for v in ste.values()]))
+    ztr = _gather_features(sae, tr, idx_tr, feats, chunk)
+    zte = _gather_features(sae, te, idx_te, feats, chunk)
+    xtr_all, xte_all = _rows_of(tr, idx_tr), _rows_of(te, idx_te)
+    pos_tr = {int(i): j for j, i in enumerate(idx_tr)}
+    pos_te = {int(i): j for j, i in enumerate(idx_te)}
+    C = float(cfg["logreg_C"])
+    per_phone: dict[str, dict[str, float]] = {}
+    for pi, p in enumerate(phones):
+        (ptr, ntr), (pte, nte) = str_[p], ste[p]
+        rtr = np.array([pos_tr[int(i)] for i in np.concatenate([ptr, ntr])])
+        rte = np.array([pos_te[int(i)] for i in np.concatenate([pte, nte])])
+        ylab_tr = np.r_[np.ones(len(ptr)), np.zeros(len(ntr))]
+        ylab_te = np.r_[np.ones(len(pte)), np.zeros(len(nte))]
+        row: dict[str, float] = {}
+        xtr, xte = xtr_all[rtr], xte_all[rte]
+        neuron_diff = np.abs(xtr[ylab_tr == 1].mean(0) - xtr[ylab_tr == 0].mean(0))
+        neuron_top = np.argsort(-neuron_diff, kind="stable")
+        for k in ks:
+            cols = [col[f] for f in top[pi, :k]]
+            row[f"sae_top{k}"] = _probe(ztr[rtr][:, cols], ylab_tr, zte[rte][:, cols], ylab_te, C, seed)
+            row[f"neuron_top{k}"] = _probe(xtr[:, neuron_top[:k]], ylab_tr, xte[:, neuron_top[:k]], ylab_te, C, seed)
+        row["dense"] = _probe(xtr, ylab_tr, xte, ylab_te, C, seed)
+        per_phone[ARPABET[p]] = row
+    names = list(next(iter(per_phone.values())))
+    table = np.array([[per_phone[ARPABET[p]][n] for n in names] for p in phones])
+    means = table.mean(0)
+    boots = np.array([table[rng.integers(0, len(phones), len(phones))].mean(0) for _ in range(int(cfg["bootstrap_resamples"]))])
+    unc = {}
+    for j, n in enumerate(names):
+        key = "dense_accuracy" if n == "dense" else f"{n}_accuracy"
+        values[key] = finite_or_none(means[j])
+        unc[key] = [float(np.percentile(boots[:, j], 2.5)), float(np.percentile(boots[:, j], 97.5))]
+    fa, chance = _frame_accuracy(sae, tr, ytr, te, yte, int(cfg["permutations"]), rng, chunk)
+    values["audiosae_frame_accuracy"], values["audiosae_frame_accuracy_chance"] = finite_or_none(fa), finite_or_none(chance)
+    if fa is None:
+        reasons["audiosae_frame_accuracy"] = reasons["audiosae_frame_accuracy_chance"] = "no feature fires on a speech frame"
+    return TaskResult(
+        values=values,
+        higher_is_better=dict.fromkeys(values, True),
+        floor=0.5,
+        ceiling=values["dense_accuracy"],
+        reasons=reasons,
+        uncertainty=unc,
+        uncertainty_method="percentile bootstrap over phones, 95%",
+        uncertainty_n=int(cfg["bootstrap_resamples"]),
+        details={"phones": [ARPABET[p] for p in phones], "per_phone": per_phone,
+                 "n_train_frames": int((ytr >= 0).sum()), "n_test_frames": int((yte >= 0).sum())},
+        frames={"speech_train": tr.n_frames, "speech_test": te.n_frames},
+    )
