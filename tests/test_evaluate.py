@@ -33,7 +33,7 @@ def test_evaluate_writes_valid_deterministic_results(home, tmp_path, tiny_models
     sae = _sae(tmp_path, tiny_models)
     assert _eval(["--sae", str(sae), "--out", str(tmp_path / "a")], toy_dir) == 0
     table = capsys.readouterr().out
-    assert "fidelity 0.1.0" in table and "explained_variance" in table
+    assert "fidelity 1.0.0" in table and "splice_recovered" in table
     assert _eval(["--sae", str(sae), "--out", str(tmp_path / "b")], toy_dir) == 0
     (fa,) = (tmp_path / "a").rglob("fidelity.json")
     (fb,) = (tmp_path / "b").rglob("fidelity.json")

@@ -42,11 +42,12 @@ def setup(tiny_en_dir, mini_suite):
     return suite, saes
 
 
-def _run(setup, task, names, tmp_path):
+def _run(setup, task, names, tmp_path, **options):
     from audiosaebench.evaluation import evaluate
 
     suite, saes = setup
-    recs = evaluate([saes[n] for n in names], task, suite=suite, out=tmp_path, progress=False)
+    recs = evaluate([saes[n] for n in names], task, suite=suite, out=tmp_path, progress=False,
+                    task_config={task: options} if options else None)
     return {n: r for n, r in zip(names, recs, strict=True)}
 
 
@@ -64,8 +65,13 @@ def test_phoneme_probing_planted_beats_trained_beats_random(setup, tmp_path):
 
 
 def test_fidelity_identity_and_pca_at_ceiling_random_at_floor(setup, tmp_path):
-    r = _run(setup, "fidelity", ["identity", "pca", "random", "trained"], tmp_path)
+    r = _run(setup, "fidelity", ["identity", "pca", "random", "trained"], tmp_path, splice_max_clips=8)
     ev = {n: r[n]["metrics"]["values"]["explained_variance"] for n in r}
+    main = {n: r[n]["metrics"]["values"]["splice_recovered"] for n in r}
+    assert main["identity"] == pytest.approx(1.0, abs=1e-4) and main["pca"] == pytest.approx(1.0, abs=1e-4)
+    assert r["identity"]["metrics"]["values"]["wer_delta"] == 0.0
+    assert main["random"] < 0.2 < main["trained"] < 1.0, main
+    assert r["trained"]["uncertainty"]["values"]["splice_recovered"][0] > r["random"]["uncertainty"]["values"]["splice_recovered"][1]
     assert ev["identity"] == pytest.approx(1.0, abs=1e-5)
     assert ev["pca"] == pytest.approx(1.0, abs=1e-5)
     assert ev["random"] < 0.0 < ev["trained"] < 1.0, ev

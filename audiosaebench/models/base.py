@@ -75,6 +75,7 @@ class AudioModelAdapter:
     def __init__(self, model: torch.nn.Module, identity: ModelIdentity):
         self.model = model.eval()
         self.identity = identity
+        self.source_dir: Any = None  # the model folder (set by load_adapter)
         for p in self.model.parameters():
             p.requires_grad_(False)
 

@@ -134,6 +134,7 @@ def load_adapter(ref: str, *, device: str = "cpu", dtype: str = "float32"):
         raise AudioSAEBenchError(
             f"unsupported model type {model_type!r} in {folder}: supported are whisper, hubert, wav2vec2, wavlm"
         )
+    adapter.source_dir = folder
     return adapter.to(device)
 
 

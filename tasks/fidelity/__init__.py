@@ -10,18 +10,20 @@ ROLES = ("speech_test", "nonspeech_test", "commands_test")
 class FidelityTask(Task):
     metadata = TaskMetadata(
         name="fidelity",
-        version="0.1.0",
+        version="1.0.0",
         description=(
-            "Reconstruction fidelity in activation space on the speech, non-speech and commands test "
-            "splits: L0, dead/dense fractions, explained variance (about the mean), MSE, cosine and "
-            "relative reconstruction bias. Version 0.x has no model splice yet (loss recovered, WER delta)."
+            "Reconstruction fidelity: activation-space metrics on the speech, non-speech and commands test "
+            "splits (L0, dead/dense fractions, explained variance about the mean, MSE, cosine, relative "
+            "reconstruction bias) and the model splice on the speech test split: Whisper teacher-forced "
+            "loss recovered (zero- and mean-ablation) and WER delta; representation recovered at the last "
+            "encoder layer for encoder-only models."
         ),
         splits=ROLES,
-        main_score="explained_variance",
+        main_score="splice_recovered",
         higher_is_better=True,
-        floor="0.0: reconstructing every frame by the split mean",
-        ceiling="1.0: the identity SAE (x_hat = x)",
-        needs=("activations",),
+        floor="0.0: the hook output zero-ablated on valid frames",
+        ceiling="1.0: the clean model (identity and PCA SAEs reach it)",
+        needs=("activations", "model"),
         citation=(
             "@misc{audiosaebench,\n  title={AudioSAEBench: evaluating sparse autoencoders on audio models},\n"
             "  author={{AudioSAEBench contributors}},\n  year={2026}\n}"
@@ -29,7 +31,15 @@ class FidelityTask(Task):
         reference="docs/tasks/fidelity.md",
         docs="tasks/fidelity/README.md",
     )
-    default_config = {"dense_threshold": 0.1, "bootstrap_resamples": 1000, "chunk_rows": 0}
+    default_config = {
+        "dense_threshold": 0.1,
+        "bootstrap_resamples": 1000,
+        "chunk_rows": 0,
+        "splice": True,
+        "splice_max_clips": 0,
+        "splice_batch_size": 8,
+        "max_new_tokens": 96,
+    }
 
     def run(self, ctx: TaskContext) -> TaskResult:
         from audiosaebench_tasks.fidelity.compute import run_fidelity

@@ -52,6 +52,48 @@ def _ev(sse, sumsq, sum_x, n) -> float:
     return float(1.0 - sse.sum() / denom) if denom > 0 else float("nan")
 
 
+SPLICE_DIRECTIONS = {
+    "splice_recovered": True, "loss_recovered": True, "loss_recovered_mean_ablation": True, "ce_clean": False,
+    "ce_sae": False, "ce_zero_ablation": False, "ce_mean_ablation": False, "wer_clean": False, "wer_sae": False,
+    "wer_delta": False, "representation_recovered": True,
+}
+
+
+def _splice_into(ctx, values, hib, reasons, unc, rng) -> dict:
+    """Add the splice metrics to ``values``/``hib``/``reasons``/``unc``; return their details."""
+    from audiosaebench_tasks.fidelity.splice import encoder_splice, whisper_splice
+
+    ad = ctx.model
+    man = ctx.manifest(MAIN_ROLE)
+    hook = ctx.sae.info.hook_point
+    if ad.family == "whisper":
+        names = [n for n in SPLICE_DIRECTIONS if n != "representation_recovered"]
+        if not all(c.labels.get("text") for c in man):
+            v, u, r, d = {}, {}, dict.fromkeys(names, f"{MAIN_ROLE} has no transcripts"), {}
+        else:
+            acts = ctx.activations(MAIN_ROLE)
+            mean = torch.from_numpy(np.asarray(sum(c.sum(0, dtype=np.float64) for _, c in acts.iter_chunks()) / max(acts.n_frames, 1), dtype=np.float32))
+            v, u, r, d = whisper_splice(ctx, man, hook, mean, ctx.config, rng)
+            if r:
+                r = dict.fromkeys(names, next(iter(r.values())))
+        v["splice_recovered"] = v.get("loss_recovered")
+        if "loss_recovered" in u:
+            u["splice_recovered"] = u["loss_recovered"]
+    else:
+        names = ["splice_recovered", "representation_recovered"]
+        v, u, r, d = encoder_splice(ctx, man, hook, ctx.config, rng)
+        v["splice_recovered"] = v.get("representation_recovered")
+        if "representation_recovered" in u:
+            u["splice_recovered"] = u["representation_recovered"]
+    for n in names:
+        values[n] = v.get(n)
+        hib[n] = SPLICE_DIRECTIONS[n]
+        if values[n] is None:
+            reasons[n] = r.get(n) or r.get("loss_recovered") or "undefined (zero ablation does not change the output)"
+    unc.update(u)
+    return d
+
+
 def run_fidelity(ctx: TaskContext, roles: tuple[str, ...]) -> TaskResult:
     cfg = ctx.config
     sae = ctx.sae
@@ -104,8 +146,16 @@ def run_fidelity(ctx: TaskContext, roles: tuple[str, ...]) -> TaskResult:
                     unc[f"{role}/{m}"] = [float(np.percentile(b, 2.5)), float(np.percentile(b, 97.5))]
         for m, hb in directions.items():
             hib[f"{role}/{m}"] = hb
+    if cfg["splice"]:
+        splice_details = _splice_into(ctx, values, hib, reasons, unc, rng)
+    else:
+        splice_details = {}
+        values["splice_recovered"], hib["splice_recovered"] = None, True
+        reasons["splice_recovered"] = "splice disabled (splice=false)"
     values["dead_fraction"] = float((fires_all == 0).mean())
     hib["dead_fraction"] = False
+    details = {"feature_fire_counts_total": int((fires_all > 0).sum())}
+    details.update(splice_details)
     values["explained_variance"] = values[f"{MAIN_ROLE}/explained_variance"]
     hib["explained_variance"] = True
     if values["explained_variance"] is None:
@@ -121,6 +171,6 @@ def run_fidelity(ctx: TaskContext, roles: tuple[str, ...]) -> TaskResult:
         uncertainty=unc,
         uncertainty_method="percentile bootstrap over clips, 95%",
         uncertainty_n=int(cfg["bootstrap_resamples"]),
-        details={"feature_fire_counts_total": int((fires_all > 0).sum())},
+        details=details,
         frames=frames,
     )

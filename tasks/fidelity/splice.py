@@ -1,0 +1,188 @@
+"""fidelity, model part: splice the SAE reconstruction into the model (README.md in this folder)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from audiosaebench.hashing import finite_or_none
+
+
+def _conditions(sae, mean: torch.Tensor) -> dict[str, Callable[[torch.Tensor], torch.Tensor] | None]:
+    def splice(h: torch.Tensor) -> torch.Tensor:
+        return sae(h.to(torch.float32)).to(h.dtype)
+
+    return {
+        "clean": None,
+        "sae": splice,
+        "zero": lambda h: torch.zeros_like(h),
+        "mean": lambda h: mean.to(h.device, h.dtype).expand_as(h),
+    }
+
+
+def _ratio(num, den) -> float:
+    return float(num / den) if den else float("nan")
+
+
+def _recovered(ce: dict[str, np.ndarray], ntok: np.ndarray, ablation: str, pick=None) -> float:
+    s = (lambda a: a.sum()) if pick is None else (lambda a: a[pick].sum())
+    n = s(ntok)
+    c, m, a = s(ce["clean"]) / n, s(ce["sae"]) / n, s(ce[ablation]) / n
+    return _ratio(a - m, a - c)
+
+
+SPLICE_CACHE_VERSION = 1
+_SHARED = ("clean", "zero", "mean")  # conditions that do not depend on the SAE
+
+
+def _cache_path(ad, hook: str, manifest, mean: torch.Tensor, cfg: dict):
+    from audiosaebench import paths
+    from audiosaebench.hashing import sha256_bytes, sha256_json
+
+    key = sha256_json({
+        "v": SPLICE_CACHE_VERSION, "model": ad.identity.to_dict(), "dtype": str(ad.dtype), "hook": hook,
+        "manifest": manifest.sha256, "max_clips": cfg["splice_max_clips"], "max_new_tokens": cfg["max_new_tokens"],
+        "mean": sha256_bytes(mean.numpy().tobytes()),
+    })
+    return paths.home() / "splice-cache" / f"{key}.json"
+
+
+def _load_shared(path) -> dict | None:
+    import json
+
+    try:
+        d = json.loads(path.read_text())
+        return {"ce": {k: np.array(v) for k, v in d["ce"].items()}, "ntok": np.array(d["ntok"]), "hyps": d["hyps"]}
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _save_shared(path, ce: dict, ntok: np.ndarray, hyps: list[str]) -> None:
+    import json
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps({"ce": {k: ce[k].tolist() for k in _SHARED}, "ntok": ntok.tolist(), "hyps": hyps}))
+    os.replace(tmp, path)
+
+
+def whisper_splice(ctx, manifest, hook: str, mean: torch.Tensor, cfg: dict, rng) -> tuple[dict, dict, dict, dict]:
+    """Teacher-forced CE and greedy WER under clean / SAE splice / zero / mean ablation.
+
+    The clean, zero- and mean-ablation runs do not depend on the SAE: they are computed once per
+    (model, hook, manifest, options) and cached under $AUDIOSAEBENCH_HOME/splice-cache.
+    """
+    from tokenizers import Tokenizer
+
+    from audiosaebench.models.whisper_decode import WhisperDecoder, corpus_wer
+
+    ad, sae = ctx.model, ctx.sae
+    tok_file = ad.source_dir / "tokenizer.json" if ad.source_dir is not None else None
+    if tok_file is None or not tok_file.exists():
+        reason = "no tokenizer.json next to the model"
+        return {}, {}, {"loss_recovered": reason}, {}
+    dec = WhisperDecoder(ad, tok_file)
+    tok = Tokenizer.from_file(str(tok_file))
+    conds = _conditions(sae, mean)
+    clips = list(manifest.clips)[: int(cfg["splice_max_clips"])] if cfg["splice_max_clips"] else list(manifest.clips)
+    cache = _cache_path(ad, hook, manifest, mean, cfg)
+    shared = _load_shared(cache)
+    if shared is not None and len(shared["ntok"]) == len(clips):
+        conds = {"sae": conds["sae"]}
+    ce = {k: np.zeros(len(clips)) for k in ("clean", "sae", "zero", "mean")}
+    ntok = np.zeros(len(clips))
+    hyps: dict[str, list[str]] = {"clean": [], "sae": []}
+    refs = [c.labels.get("text", "") for c in clips]
+    bs = int(cfg["splice_batch_size"])
+    model = ad.model
+    for i in range(0, len(clips), bs):
+        waves = [manifest.load(c) for c in clips[i : i + bs]]
+        batch = ad.prepare(waves)
+        feats = batch.inputs["input_features"].to(ad.device, ad.dtype)
+        texts = [" " + t.strip().lower().capitalize() for t in refs[i : i + bs]]
+        seqs = [dec.prompt + tok.encode(t, add_special_tokens=False).ids + [dec.eot] for t in texts]
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), dec.eot, dtype=torch.long)
+        mask = torch.zeros(len(seqs), width - 1, dtype=torch.bool)
+        for j, s in enumerate(seqs):
+            ids[j, : len(s)] = torch.tensor(s)
+            mask[j, len(dec.prompt) - 1 : len(s) - 1] = True
+        ntok[i : i + len(seqs)] = mask.sum(1).numpy()
+        for name, fn in conds.items():
+            with torch.no_grad():
+                if fn is None:
+                    enc = ad.base_model.encoder(feats).last_hidden_state
+                else:
+                    with ad.replace_output(hook, fn, batch.valid_frames):
+                        enc = ad.base_model.encoder(feats).last_hidden_state
+                logits = model(encoder_outputs=(enc,), decoder_input_ids=ids[:, :-1].to(ad.device)).logits.float()
+                nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:].to(ad.device), reduction="none")
+                ce[name][i : i + len(seqs)] = (nll.cpu() * mask).sum(1).numpy()
+                if name in hyps:
+                    hyps[name] += dec.decode_encoder_states(enc, int(cfg["max_new_tokens"]))
+    if "clean" in conds:
+        _save_shared(cache, ce, ntok, hyps["clean"])
+    else:
+        for k in _SHARED:
+            ce[k] = shared["ce"][k]
+        hyps["clean"] = list(shared["hyps"])
+    values = {
+        "loss_recovered": _recovered(ce, ntok, "zero"),
+        "loss_recovered_mean_ablation": _recovered(ce, ntok, "mean"),
+        "ce_clean": float(ce["clean"].sum() / ntok.sum()),
+        "ce_sae": float(ce["sae"].sum() / ntok.sum()),
+        "ce_zero_ablation": float(ce["zero"].sum() / ntok.sum()),
+        "ce_mean_ablation": float(ce["mean"].sum() / ntok.sum()),
+        "wer_clean": corpus_wer(refs, hyps["clean"]),
+        "wer_sae": corpus_wer(refs, hyps["sae"]),
+    }
+    values["wer_delta"] = values["wer_sae"] - values["wer_clean"]
+    boots = []
+    n = len(clips)
+    for _ in range(int(cfg["bootstrap_resamples"])):
+        pick = rng.integers(0, n, n)
+        boots.append(_recovered(ce, ntok, "zero", pick))
+    b = [x for x in boots if np.isfinite(x)]
+    unc = {"loss_recovered": [float(np.percentile(b, 2.5)), float(np.percentile(b, 97.5))]} if b else {}
+    details = {"splice_clips": n, "splice_tokens": int(ntok.sum()),
+               "examples": [{"ref": r, "clean": h0, "sae": h1} for r, h0, h1 in list(zip(refs, hyps["clean"], hyps["sae"], strict=True))[:5]]}
+    return {k: finite_or_none(v) for k, v in values.items()}, unc, {}, details
+
+
+def encoder_splice(ctx, manifest, hook: str, cfg: dict, rng) -> tuple[dict, dict, dict, dict]:
+    ad, sae = ctx.model, ctx.sae
+    last = f"encoder.layers.{ad.n_layers - 1}"
+    mean = torch.zeros(ad.hidden_size)
+    conds = {k: v for k, v in _conditions(sae, mean).items() if k in ("clean", "sae", "zero")}
+    clips = list(manifest.clips)[: int(cfg["splice_max_clips"])] if cfg["splice_max_clips"] else list(manifest.clips)
+    err = {"sae": np.zeros(len(clips)), "zero": np.zeros(len(clips))}
+    waves = [manifest.load(c) for c in clips]
+    for group in ad.batch_groups([len(w) for w in waves]):
+        for start in range(0, len(group), int(cfg["splice_batch_size"])):
+            idx = group[start : start + int(cfg["splice_batch_size"])]
+            batch = ad.prepare([waves[j] for j in idx])
+            out = {}
+            for name, fn in conds.items():
+                if fn is None:
+                    out[name] = ad.activations(batch, [last])[last]
+                else:
+                    with ad.replace_output(hook, fn, batch.valid_frames):
+                        out[name] = ad.activations(batch, [last])[last]
+            for r, j in enumerate(idx):
+                vf = batch.valid_frames[r]
+                c = out["clean"][r, :vf].double()
+                for name in err:
+                    err[name][j] = float(((out[name][r, :vf].double() - c) ** 2).sum())
+    rr = 1 - err["sae"].sum() / err["zero"].sum() if err["zero"].sum() else float("nan")
+    boots = []
+    n = len(clips)
+    for _ in range(int(cfg["bootstrap_resamples"])):
+        pick = rng.integers(0, n, n)
+        z = err["zero"][pick].sum()
+        if z:
+            boots.append(1 - err["sae"][pick].sum() / z)
+    unc = {"representation_recovered": [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))]} if boots else {}
+    return {"representation_recovered": finite_or_none(rr)}, unc, {}, {"splice_clips": n, "splice_layer": last}
