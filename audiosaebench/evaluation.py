@@ -139,7 +139,9 @@ def build_record(
     return doc
 
 
-def _reusable(path: Path, config_sha: str, sae: Any, task: type[Task], suite: Suite, limit: int | None) -> dict | None:
+def _reusable(path: Path, config_sha: str, sae: Any, task: type[Task], suite: Suite, limit: int | None,
+              adapter: Any) -> dict | None:
+    """The existing result, if it was made from exactly these inputs (else None: run again)."""
     if not path.exists():
         return None
     try:
@@ -153,6 +155,9 @@ def _reusable(path: Path, config_sha: str, sae: Any, task: type[Task], suite: Su
         and doc["task"]["version"] == task.metadata.version
         and doc["data"]["suite"] == suite.name
         and doc["run"]["limit"] == limit
+        and doc["model"] == adapter.identity.to_dict()
+        and {sp["role"]: sp["manifest_sha256"] for sp in doc["data"]["splits"]}
+        == {r: limited(suite.split(r), limit).sha256 for r in task.metadata.splits if r in suite.splits}
     )
     return doc if same else None
 
@@ -230,7 +235,7 @@ def evaluate(
             config = {**task.config(overrides), "seed": seed}
             path = out / s.info.id / f"{task_cls.metadata.name}.json"
             if resume:
-                prev = _reusable(path, sha256_json(config), s, task_cls, the_suite, limit)
+                prev = _reusable(path, sha256_json(config), s, task_cls, the_suite, limit, ad)
                 if prev is not None:
                     log.info("resume: %s exists with the same config; skipped", path)
                     records.append(prev)

@@ -216,3 +216,21 @@ def test_task_without_its_labels_writes_null_with_reason(home, tmp_path, tiny_mo
     doc = read_result(f)
     assert doc["metrics"]["values"]["sae_top1_accuracy"] is None
     assert "no phone alignments" in doc["metrics"]["reasons"]["sae_top1_accuracy"]
+
+
+def test_resume_reruns_when_the_data_changed(home, tmp_path, tiny_models, toy_dir, monkeypatch):
+    from audiosaebench import evaluation
+    from audiosaebench.data.suites import load_suite
+
+    sae = _sae(tmp_path, tiny_models)
+    out = tmp_path / "out"
+    assert _eval(["--sae", str(sae), "--out", str(out), "--tasks", "fidelity"], toy_dir) == 0
+    (f,) = out.rglob("fidelity.json")
+    mtime = f.stat().st_mtime_ns
+    s = load_suite("toy", toy_dir)
+    m = s.splits["speech_test"]
+    changed = dict(s.splits, speech_test=type(m)(m.dataset, m.split, m.version, m.clips[:-1], m.root))
+    monkeypatch.setattr(evaluation, "load_suite", lambda *a, **k: type(s)(s.name, changed, s.submittable))
+    assert _eval(["--sae", str(sae), "--out", str(out), "--tasks", "fidelity", "--resume"], toy_dir) == 0
+    assert f.stat().st_mtime_ns != mtime
+    assert read_result(f)["data"]["splits"][0]["n_clips"] == len(m) - 1

@@ -113,7 +113,7 @@ def _refuse_pickle(p: Path) -> None:
     raise CheckpointError(
         f"refusing {p.name}: pickled checkpoints can run code when loaded. Convert it where you "
         "trust it, e.g. `python -c \"import torch, safetensors.torch as s; "
-        f"s.save_file({{k: v.contiguous() for k, v in torch.load('{p.name}').items()}}, "
+        f"s.save_file({{k: v.contiguous() for k, v in torch.load('{p.name}', weights_only=False).items()}}, "
         "'sae_weights.safetensors')\"`, add a SAELens cfg.json, or save a plain tensor state dict "
         "as ae.pt (loaded with weights_only=True)"
     )
