@@ -183,17 +183,22 @@ class AudioModelAdapter:
         fn: Callable[[torch.Tensor], torch.Tensor],
         valid_frames: Sequence[int] | None = None,
     ) -> Iterator[None]:
-        """Replace the hook's output by ``fn(output)`` on valid frames (padding untouched)."""
+        """Replace the hook's output by ``fn(output)`` on valid frames (padding untouched).
+
+        With ``valid_frames``, ``fn`` receives only the valid rows, as a [n_valid, d] tensor (so an
+        SAE never runs on padding); without, it receives the whole [batch, frames, d] output.
+        """
         module = self.module(hook)
 
         def hook_fn(_module: torch.nn.Module, _inp: Any, output: Any) -> Any:
             h = _hidden(output)
-            new = fn(h).to(h.dtype)
-            if valid_frames is not None:
-                idx = torch.arange(h.shape[1], device=h.device)
-                lengths = torch.tensor(list(valid_frames), device=h.device)
-                mask = (idx[None, :] < lengths[:, None])[..., None]
-                new = torch.where(mask, new, h)
+            if valid_frames is None:
+                return _with_hidden(output, fn(h).to(h.dtype))
+            idx = torch.arange(h.shape[1], device=h.device)
+            lengths = torch.tensor(list(valid_frames), device=h.device)
+            mask = idx[None, :] < lengths[:, None]
+            new = h.clone()
+            new[mask] = fn(h[mask]).to(h.dtype)
             return _with_hidden(output, new)
 
         handle = module.register_forward_hook(hook_fn)

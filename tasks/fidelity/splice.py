@@ -11,8 +11,17 @@ from audiosaebench.hashing import finite_or_none
 
 
 def _conditions(sae, mean: torch.Tensor) -> dict[str, Callable[[torch.Tensor], torch.Tensor] | None]:
+    from audiosaebench.codes import chunk_rows_for
+
+    rows = chunk_rows_for(sae)
+
     def splice(h: torch.Tensor) -> torch.Tensor:
-        return sae(h.to(torch.float32)).to(h.dtype)
+        # chunked over frames: never a [batch x 1500 x d_sae] code tensor
+        flat = h.reshape(-1, h.shape[-1]).to(torch.float32)
+        out = torch.empty_like(flat)
+        for i in range(0, flat.shape[0], rows):
+            out[i : i + rows] = sae(flat[i : i + rows])
+        return out.reshape(h.shape).to(h.dtype)
 
     return {
         "clean": None,
