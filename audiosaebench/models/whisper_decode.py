@@ -38,14 +38,14 @@ def edit_distance(ref: Sequence[str], hyp: Sequence[str]) -> int:
     return prev[-1]
 
 
-def corpus_wer(refs: Sequence[str], hyps: Sequence[str]) -> float:
-    """Total word edits / total reference words, after :func:`normalize_text`."""
+def corpus_wer(refs: Sequence[str], hyps: Sequence[str]) -> float | None:
+    """Total word edits / total reference words, after :func:`normalize_text` (None: no words)."""
     errors = words = 0
     for r, h in zip(refs, hyps, strict=True):
         rw, hw = normalize_text(r).split(), normalize_text(h).split()
         errors += edit_distance(rw, hw)
         words += len(rw)
-    return errors / words if words else float("nan")
+    return errors / words if words else None
 
 
 class WhisperDecoder:

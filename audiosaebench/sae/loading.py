@@ -111,11 +111,10 @@ def _default_id(p: Path, info: SAEInfo) -> str:
 
 def _refuse_pickle(p: Path) -> None:
     raise CheckpointError(
-        f"refusing {p.name}: pickled checkpoints can run code when loaded. Convert it where you "
-        "trust it, e.g. `python -c \"import torch, safetensors.torch as s; "
-        f"s.save_file({{k: v.contiguous() for k, v in torch.load('{p.name}', weights_only=False).items()}}, "
-        "'sae_weights.safetensors')\"`, add a SAELens cfg.json, or save a plain tensor state dict "
-        "as ae.pt (loaded with weights_only=True)"
+        f"refusing {p.name}: pickled checkpoints can run code when loaded. Convert it on a machine "
+        "where you trust it: load it with torch, write its tensors with safetensors.torch.save_file "
+        "to sae_weights.safetensors and add a SAELens cfg.json, or save a plain tensor state dict as "
+        "ae.pt (which is read with weights_only=True)"
     )
 
 

@@ -46,10 +46,10 @@ def _split_stats(sae, acts, chunk_rows: int | None) -> dict:
             "fires": fires.numpy(), "xhat_sq": xhat_sq, "x_dot": x_dot, "d": d}
 
 
-def _ev(sse, sumsq, sum_x, n) -> float:
+def _ev(sse, sumsq, sum_x, n) -> float | None:
     total = n.sum()
     denom = sumsq.sum() - float((sum_x.sum(0) ** 2).sum()) / total
-    return float(1.0 - sse.sum() / denom) if denom > 0 else float("nan")
+    return float(1.0 - sse.sum() / denom) if denom > 0 else None
 
 
 SPLICE_DIRECTIONS = {
@@ -125,7 +125,7 @@ def run_fidelity(ctx: TaskContext, roles: tuple[str, ...]) -> TaskResult:
                 "explained_variance": _ev(s["sse"], s["sumsq"], s["sum_x"], s["n"]),
                 "mse": s["sse"].sum() / (total * s["d"]),
                 "cosine": s["cos"].sum() / total,
-                "relative_reconstruction_bias": s["xhat_sq"] / s["x_dot"] if s["x_dot"] else float("nan"),
+                "relative_reconstruction_bias": s["xhat_sq"] / s["x_dot"] if s["x_dot"] else None,
             }
             for m, v in vals.items():
                 values[f"{role}/{m}"] = finite_or_none(v)
@@ -141,7 +141,7 @@ def run_fidelity(ctx: TaskContext, roles: tuple[str, ...]) -> TaskResult:
                 boots_ev.append(_ev(s["sse"][pick], s["sumsq"][pick], s["sum_x"][pick], s["n"][pick]))
                 boots_l0.append(s["l0"][pick].sum() / s["n"][pick].sum())
             for m, b in (("explained_variance", boots_ev), ("l0", boots_l0)):
-                b = [v for v in b if np.isfinite(v)]
+                b = [v for v in b if v is not None and np.isfinite(v)]
                 if b:
                     unc[f"{role}/{m}"] = [float(np.percentile(b, 2.5)), float(np.percentile(b, 97.5))]
         for m, hb in directions.items():

@@ -31,11 +31,11 @@ def _conditions(sae, mean: torch.Tensor) -> dict[str, Callable[[torch.Tensor], t
     }
 
 
-def _ratio(num, den) -> float:
-    return float(num / den) if den else float("nan")
+def _ratio(num, den) -> float | None:
+    return float(num / den) if den else None
 
 
-def _recovered(ce: dict[str, np.ndarray], ntok: np.ndarray, ablation: str, pick=None) -> float:
+def _recovered(ce: dict[str, np.ndarray], ntok: np.ndarray, ablation: str, pick=None) -> float | None:
     s = (lambda a: a.sum()) if pick is None else (lambda a: a[pick].sum())
     n = s(ntok)
     c, m, a = s(ce["clean"]) / n, s(ce["sae"]) / n, s(ce[ablation]) / n
@@ -148,13 +148,14 @@ def whisper_splice(ctx, manifest, hook: str, mean: torch.Tensor, cfg: dict, rng)
         "wer_clean": corpus_wer(refs, hyps["clean"]),
         "wer_sae": corpus_wer(refs, hyps["sae"]),
     }
-    values["wer_delta"] = values["wer_sae"] - values["wer_clean"]
+    values["wer_delta"] = (values["wer_sae"] - values["wer_clean"]
+                           if values["wer_sae"] is not None and values["wer_clean"] is not None else None)
     boots = []
     n = len(clips)
     for _ in range(int(cfg["bootstrap_resamples"])):
         pick = rng.integers(0, n, n)
         boots.append(_recovered(ce, ntok, "zero", pick))
-    b = [x for x in boots if np.isfinite(x)]
+    b = [x for x in boots if x is not None and np.isfinite(x)]
     unc = {"loss_recovered": [float(np.percentile(b, 2.5)), float(np.percentile(b, 97.5))]} if b else {}
     details = {"splice_clips": n, "splice_tokens": int(ntok.sum()),
                "examples": [{"ref": r, "clean": h0, "sae": h1} for r, h0, h1 in list(zip(refs, hyps["clean"], hyps["sae"], strict=True))[:5]]}
@@ -185,7 +186,7 @@ def encoder_splice(ctx, manifest, hook: str, cfg: dict, rng) -> tuple[dict, dict
                 c = out["clean"][r, :vf].double()
                 for name in err:
                     err[name][j] = float(((out[name][r, :vf].double() - c) ** 2).sum())
-    rr = 1 - err["sae"].sum() / err["zero"].sum() if err["zero"].sum() else float("nan")
+    rr = 1 - err["sae"].sum() / err["zero"].sum() if err["zero"].sum() else None
     boots = []
     n = len(clips)
     for _ in range(int(cfg["bootstrap_resamples"])):
