@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -11,6 +13,7 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 _HOME = tempfile.mkdtemp(prefix="audiosaebench-test-home-")
 os.environ["AUDIOSAEBENCH_HOME"] = _HOME
+atexit.register(shutil.rmtree, _HOME, True)  # the session home holds ~250 MB of audio and activations
 
 import pytest  # noqa: E402
 

@@ -96,6 +96,26 @@ class ActivationSet:
             i += 1
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
+    def take(self, idx: np.ndarray) -> np.ndarray:
+        """Rows at the given indices (any order) as one float32 array, read shard by shard."""
+        idx = np.asarray(idx, dtype=np.int64)
+        out = np.empty((len(idx), self.d), dtype=np.float32)
+        shard = np.searchsorted(self.shard_starts, idx, side="right") - 1
+        for i in np.unique(shard):
+            m = shard == i
+            out[m] = self.shards[i][idx[m] - int(self.shard_starts[i])]
+        return out
+
+    def pooled(self, how: str = "mean") -> np.ndarray:
+        """Raw activations pooled over each clip's valid frames: [clips, d] (zeros for an empty clip)."""
+        off = self.offsets
+        out = np.zeros((len(off) - 1, self.d), dtype=np.float32)
+        for i in range(len(off) - 1):
+            if off[i + 1] > off[i]:
+                x = self.rows(int(off[i]), int(off[i + 1]))
+                out[i] = x.mean(0) if how == "mean" else x.max(0)
+        return out
+
     def clip(self, index: int) -> np.ndarray:
         off = self.offsets
         return self.rows(int(off[index]), int(off[index + 1]))

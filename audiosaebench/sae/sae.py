@@ -181,6 +181,14 @@ class SAE:
         x_hat = z.to(self.dtype) @ self.params["W_dec"] + self.params["b_dec"]
         return self.normalize_out(x_hat, state)
 
+    def contribution(self, z: torch.Tensor, features: torch.Tensor, state: Any = None) -> torch.Tensor:
+        """What the given features add to the reconstruction in input space: decode(z) minus decode(z
+        with those features zeroed), exact under every normalisation (it is linear in z per frame)."""
+        part = z[:, features].to(self.dtype) @ self.params["W_dec"][features]
+        if self.info.normalize_activations == "none":
+            return part
+        return self.normalize_out(part, state) - self.normalize_out(torch.zeros_like(part), state)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z, state = self.encode_with_state(x)
         return self.decode(z, state)
