@@ -10,6 +10,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
+BENCHMARK_CITATION = (
+    "@misc{audiosaebench,\n  title={AudioSAEBench: evaluating sparse autoencoders on audio models},\n"
+    "  author={{AudioSAEBench contributors}},\n  year={2026}\n}"
+)
 NEEDS = ("activations", "model", "several_saes", "partner_sae")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{1,48}$")
 _VERSION = re.compile(r"^\d+\.\d+\.\d+$")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from audiosaebench.task import Task, TaskContext, TaskMetadata, TaskResult
+from audiosaebench.task import BENCHMARK_CITATION, Task, TaskContext, TaskMetadata, TaskResult
 
 ROLES = ("speech_test", "nonspeech_test", "commands_test")
 
@@ -24,11 +24,8 @@ class FidelityTask(Task):
         floor="0.0: the hook output zero-ablated on valid frames",
         ceiling="1.0: the clean model (identity and PCA SAEs reach it)",
         needs=("activations", "model"),
-        citation=(
-            "@misc{audiosaebench,\n  title={AudioSAEBench: evaluating sparse autoencoders on audio models},\n"
-            "  author={{AudioSAEBench contributors}},\n  year={2026}\n}"
-        ),
-        reference="docs/tasks/fidelity.md",
+        citation=BENCHMARK_CITATION,
+        reference="METRICS.md fidelity; SAEBench / SAELens loss recovered",
         docs="tasks/fidelity/README.md",
     )
     default_config = {

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from audiosaebench.task import Task, TaskContext, TaskMetadata, TaskResult
-
-CITATION = (
-    "@misc{audiosaebench,\n  title={AudioSAEBench: evaluating sparse autoencoders on audio models},\n"
-    "  author={{AudioSAEBench contributors}},\n  year={2026}\n}"
-)
+from audiosaebench.task import BENCHMARK_CITATION, Task, TaskContext, TaskMetadata, TaskResult
 
 
 class PhonemeProbingTask(Task):
@@ -26,7 +21,7 @@ class PhonemeProbingTask(Task):
         floor="0.5: chance on the balanced one-vs-rest tasks",
         ceiling="dense_accuracy: a logistic probe on all raw dimensions, same tasks",
         needs=("activations", "model"),
-        citation=CITATION,
+        citation=BENCHMARK_CITATION,
         reference="METRICS.md phoneme_probing; AudioSAE frame accuracy",
         docs="tasks/phoneme_probing/README.md",
     )

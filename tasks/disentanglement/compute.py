@@ -1,0 +1,211 @@
+"""disentanglement (see README.md in this folder)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import balanced_accuracy_score
+from sklearn.preprocessing import StandardScaler
+
+from audiosaebench.codes import iter_codes, pooled_clip_codes, sparse_frame_codes
+from audiosaebench.data.phones import ARPABET
+from audiosaebench.hashing import finite_or_none
+from audiosaebench.labels import frame_phone_ids
+from audiosaebench.task import TaskContext, TaskResult
+
+FAMILIES = (("keywords", "commands", "keyword"), ("sounds", "nonspeech", "category"))
+
+
+def _fit(x, y, C: float, seed: int):
+    sc = StandardScaler().fit(x)
+    clf = LogisticRegression(C=C, max_iter=2000, class_weight="balanced", random_state=seed).fit(sc.transform(x), y)
+    return sc, clf
+
+
+def _bal_acc(model, x, y) -> float:
+    sc, clf = model
+    return float(balanced_accuracy_score(y, clf.predict(sc.transform(x))))
+
+
+def _mean_diff(z, y_onehot: np.ndarray) -> np.ndarray:
+    """[classes, d_sae] mean of z over each class's items minus the mean over the other items (z sparse)."""
+    pos = y_onehot / np.maximum(y_onehot.sum(0), 1)
+    neg = (~y_onehot) / np.maximum((~y_onehot).sum(0), 1)
+    return np.asarray((z.T @ (pos - neg)).T)
+
+
+def _pooled_contributions(sae, acts, selections: list[np.ndarray], chunk=None) -> np.ndarray:
+    """[len(selections), clips, d_in]: what each feature set adds to the reconstruction, mean-pooled
+    over each clip's valid frames (so x' = x - this is the ablation with the error term kept)."""
+    clip_of = torch.from_numpy(acts.frame_clip_index())
+    n_clips = len(acts.offsets) - 1
+    counts = torch.bincount(clip_of, minlength=n_clips).clamp_min(1).double()
+    out = torch.zeros(len(selections), n_clips, acts.d, dtype=torch.float64)
+    feats = [torch.from_numpy(s.astype(np.int64)) for s in selections]
+    for ch in iter_codes(sae, acts, chunk):
+        idx = clip_of[ch.start : ch.start + ch.z.shape[0]]
+        for i, f in enumerate(feats):
+            out[i].index_add_(0, idx, sae.contribution(ch.z, f, ch.state).double().cpu())
+    return (out / counts[None, :, None]).float().numpy()
+
+
+def _selectivity(ctx: TaskContext, name: str, role: str, key: str, cfg, seed: int, reasons: dict):
+    """Per class i and N: dA_ii - mean_{j != i} dA_ij, plus the oracle (probe direction removed)."""
+    C, min_pos = float(cfg["logreg_C"]), int(cfg["min_clip_positives"])
+    man = {s: ctx.manifest(f"{role}_{s}") for s in ("train", "test")}
+    labels = {s: np.array([str(c.labels.get(key)) for c in man[s]]) for s in man}
+    if any(c.labels.get(key) is None for s in man for c in man[s]):
+        reasons[name] = f"the {role} splits have no {key} labels"
+        return None
+    classes = [c for c in sorted(set(labels["train"]) & set(labels["test"]))
+               if (labels["train"] == c).sum() >= min_pos and (labels["test"] == c).sum() >= min_pos]
+    if len(classes) < 3:
+        reasons[name] = f"fewer than 3 {key} classes have {min_pos} clips in both splits"
+        return None
+    acts = {s: ctx.activations(f"{role}_{s}") for s in man}
+    x = {s: acts[s].pooled("mean") for s in acts}
+    y = {s: labels[s][:, None] == np.array(classes)[None, :] for s in labels}
+    probes = [_fit(x["train"], y["train"][:, j], C, seed) for j in range(len(classes))]
+    acc0 = np.array([_bal_acc(p, x["test"], y["test"][:, j]) for j, p in enumerate(probes)])
+    diff = _mean_diff(pooled_clip_codes(ctx.sae, acts["train"], "mean").tocsc(), y["train"])
+    ns = [int(n) for n in cfg["ns"]]
+    order = np.argsort(-diff, axis=1, kind="stable")
+    selections = [order[i, :n] for n in ns for i in range(len(classes))]
+    contrib = _pooled_contributions(ctx.sae, acts["test"], selections)
+    k = len(classes)
+
+    def score(ablated: list[np.ndarray]) -> np.ndarray:
+        dA = np.array([[acc0[j] - _bal_acc(probes[j], ablated[i], y["test"][:, j]) for j in range(k)] for i in range(k)])
+        return np.diag(dA) - (dA.sum(1) - np.diag(dA)) / (k - 1)
+
+    per_n = {n: score([x["test"] - contrib[ni * k + i] for i in range(k)]) for ni, n in enumerate(ns)}
+    oracle = []
+    m = x["train"].mean(0)
+    for sc, clf in probes:
+        u = clf.coef_[0] / sc.scale_
+        u = u / np.linalg.norm(u)
+        oracle.append(x["test"] - np.outer((x["test"] - m) @ u, u))
+    return classes, per_n, score(oracle), acc0
+
+
+def _leakage(ctx: TaskContext, cfg, seed: int, reasons: dict) -> dict[str, float | None]:
+    """Phones -> sex and sex -> phones at frame level, normalised by the raw-dimension probe."""
+    rng = np.random.default_rng(seed)
+    C, cap, top_n = float(cfg["logreg_C"]), int(cfg["max_frames"]), int(cfg["leakage_top_n"])
+    names = ["leakage_phones_to_sex", "leakage_phones_to_sex_random", "leakage_sex_to_phones", "leakage_sex_to_phones_random"]
+    data = {}
+    for s in ("train", "test"):
+        man, acts = ctx.manifest(f"speech_{s}"), ctx.activations(f"speech_{s}")
+        if not all(c.labels.get("phones") for c in man) or not all(c.labels.get("sex") in ("M", "F") for c in man):
+            for n in names:
+                reasons[n] = "the speech splits need phone alignments and speaker sex"
+            return dict.fromkeys(names)
+        ph = frame_phone_ids(man, acts, ctx.model)
+        sex = np.array([c.labels["sex"] == "F" for c in man])[acts.frame_clip_index()]
+        rows = np.flatnonzero(ph >= 0)
+        if len(rows) > cap:
+            rows = np.sort(rng.choice(rows, cap, replace=False))
+        data[s] = (sparse_frame_codes(ctx.sae, acts, rows).tocsc(), acts.take(rows), ph[rows], sex[rows])
+    ztr, xtr, ptr, str_ = data["train"]
+    zte, xte, pte, ste = data["test"]
+    phones = [p for p in range(len(ARPABET)) if (ptr == p).sum() >= 20 and (pte == p).sum() >= 20]
+    keep_tr, keep_te = np.isin(ptr, phones), np.isin(pte, phones)
+    if len(phones) < 3 or len(set(str_)) < 2 or len(set(ste)) < 2:
+        for n in names:
+            reasons[n] = "too few phones or only one sex in a speech split"
+        return dict.fromkeys(names)
+    alive = np.flatnonzero(np.diff(ztr.indptr) > 0)
+    onehot = ptr[:, None] == np.array(phones)[None, :]
+    feats_a = np.unique(np.argsort(-_mean_diff(ztr, onehot), axis=1, kind="stable")[:, :top_n])
+    sex_diff = _mean_diff(ztr, np.stack([str_, ~str_], 1))
+    feats_b = np.unique(np.argsort(-sex_diff, axis=1, kind="stable")[:, :top_n].ravel())
+
+    def acc(xa, ya, xb, yb) -> float:
+        return _bal_acc(_fit(xa, ya, C, seed), xb, yb)
+
+    def cols(z, f):
+        return z[:, f].toarray()
+
+    raw_sex = acc(xtr, str_, xte, ste)
+    raw_ph = acc(xtr[keep_tr], ptr[keep_tr], xte[keep_te], pte[keep_te])
+    chance_ph = 1.0 / len(phones)
+
+    def norm(a: float, raw: float, chance: float) -> float | None:
+        return (a - chance) / (raw - chance) if raw - chance > 1e-6 else None
+
+    def random_like(f):
+        pool = alive if len(alive) >= len(f) else np.arange(ctx.sae.d_sae)
+        return np.sort(rng.choice(pool, len(f), replace=False))
+
+    fr_a, fr_b = random_like(feats_a), random_like(feats_b)
+    out = {
+        "leakage_phones_to_sex": norm(acc(cols(ztr, feats_a), str_, cols(zte, feats_a), ste), raw_sex, 0.5),
+        "leakage_phones_to_sex_random": norm(acc(cols(ztr, fr_a), str_, cols(zte, fr_a), ste), raw_sex, 0.5),
+        "leakage_sex_to_phones": norm(acc(cols(ztr, feats_b)[keep_tr], ptr[keep_tr], cols(zte, feats_b)[keep_te], pte[keep_te]),
+                                      raw_ph, chance_ph),
+        "leakage_sex_to_phones_random": norm(acc(cols(ztr, fr_b)[keep_tr], ptr[keep_tr], cols(zte, fr_b)[keep_te], pte[keep_te]),
+                                             raw_ph, chance_ph),
+    }
+    for n, v in out.items():
+        if v is None:
+            reasons[n] = "the raw-dimension probe is at chance, so leakage is undefined"
+    out["_counts"] = (len(feats_a), len(feats_b), raw_sex, raw_ph)  # type: ignore[assignment]
+    return out
+
+
+def run_disentanglement(ctx: TaskContext) -> TaskResult:
+    cfg, seed = ctx.config, ctx.seed
+    rng = np.random.default_rng(seed)
+    reasons: dict[str, str] = {}
+    ns = [int(n) for n in cfg["ns"]]
+    per_family, items, oracle_items = {}, {n: [] for n in ns}, []
+    for name, role, key in FAMILIES:
+        res = _selectivity(ctx, name, role, key, cfg, seed, reasons)
+        if res is None:
+            continue
+        classes, per_n, oracle, acc0 = res
+        per_family[name] = {"classes": classes, "probe_balanced_accuracy": [round(float(a), 4) for a in acc0],
+                            **{f"selectivity@{n}": float(per_n[n].mean()) for n in ns},
+                            "oracle_selectivity": float(oracle.mean())}
+        for n in ns:
+            items[n] += list(per_n[n])
+        oracle_items += list(oracle)
+    values: dict[str, float | None] = {}
+    unc: dict[str, list[float]] = {}
+    n_boot = int(cfg["bootstrap_resamples"])
+    sel_names = [f"selectivity@{n}" for n in ns] + ["oracle_selectivity"]
+    if oracle_items:
+        idx = rng.integers(0, len(oracle_items), (n_boot, len(oracle_items)))
+        for name, arr in [(f"selectivity@{n}", np.array(items[n])) for n in ns] + [("oracle_selectivity", np.array(oracle_items))]:
+            values[name] = float(arr.mean())
+            bs = arr[idx].mean(1)
+            unc[name] = [float(np.percentile(bs, 2.5)), float(np.percentile(bs, 97.5))]
+        for name in per_family:
+            values[f"selectivity@20_{name}"] = per_family[name].get("selectivity@20")
+    else:
+        for n in sel_names:
+            values[n] = None
+            reasons[n] = "; ".join(f"{k}: {v}" for k, v in reasons.items()) or "no class family available"
+    leak = _leakage(ctx, cfg, seed, reasons)
+    counts = leak.pop("_counts", None)
+    values.update(leak)
+    hib = {k: not k.startswith("leakage") for k in values}
+    details: dict = {"per_family": per_family,
+                     "skipped_families": {k: v for k, v in reasons.items() if k in ("keywords", "sounds")}}
+    if counts:
+        details["leakage"] = {"phone_features": counts[0], "sex_features": counts[1],
+                              "raw_sex_balanced_accuracy": round(counts[2], 4), "raw_phone_balanced_accuracy": round(counts[3], 4)}
+    roles = [f"{r}_{s}" for _, r, _ in FAMILIES for s in ("train", "test")] + ["speech_train", "speech_test"]
+    return TaskResult(
+        values={k: finite_or_none(v) for k, v in values.items()},
+        higher_is_better=hib,
+        floor=0.0,
+        ceiling=values.get("oracle_selectivity"),
+        reasons={k: v for k, v in reasons.items() if k in values},
+        uncertainty=unc,
+        uncertainty_method="percentile bootstrap over classes (keywords and sound classes), 95%",
+        uncertainty_n=n_boot,
+        details=details,
+        frames={r: ctx.activations(r).n_frames for r in roles},
+    )
