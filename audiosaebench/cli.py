@@ -290,7 +290,90 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default="reference")
     r.add_argument("--overwrite", action="store_true")
     r.set_defaults(func=cmd_train_reference)
+    sm = sub.add_parser("submission", help="scaffold and validate leaderboard submissions")
+    smsub = sm.add_subparsers(dest="submission_cmd", required=True)
+    si = smsub.add_parser("init", help="scaffold submissions/<id>/ from an SAE and its results")
+    si.add_argument("--sae", required=True, help="the checkpoint the results were made with")
+    si.add_argument("--results", required=True, help="the folder `evaluate --out` wrote")
+    si.add_argument("--out", default="submissions", help="the submissions folder")
+    si.add_argument("--id", default=None, help="submission id (default: from the SAE id)")
+    si.add_argument("--kind", choices=("submission", "reference", "baseline"), default="submission")
+    si.add_argument("--overwrite", action="store_true")
+    si.set_defaults(func=cmd_submission_init)
+    sv = smsub.add_parser("validate", help="check submission folders (what CI runs on pull requests)")
+    sv.add_argument("folders", nargs="*")
+    sv.add_argument("--all", action="store_true", help="validate every folder in the given submissions folder")
+    sv.add_argument("--root", default=None, help="the submissions folder the folders must stay in (default: their parent)")
+    sv.set_defaults(func=cmd_submission_validate)
+    lb = sub.add_parser("leaderboard", help="build the static leaderboard and exports")
+    lbsub = lb.add_subparsers(dest="leaderboard_cmd", required=True)
+    lbb = lbsub.add_parser("build", help="write the static site (index.html + data.json)")
+    lbb.add_argument("--submissions", default="submissions")
+    lbb.add_argument("--out", default="leaderboard")
+    lbb.set_defaults(func=cmd_leaderboard_build)
+    lbe = lbsub.add_parser("export", help="the table for papers")
+    lbe.add_argument("--format", choices=("md", "csv", "latex", "bibtex"), required=True)
+    lbe.add_argument("--submissions", default="submissions")
+    for name in ("model", "hook", "suite", "task"):
+        lbe.add_argument(f"--{name}", default=None, help=f"only this {name}")
+    lbe.add_argument("--output", "-o", default=None, help="write here instead of stdout")
+    lbe.set_defaults(func=cmd_leaderboard_export)
     return p
+
+
+def cmd_submission_init(args: argparse.Namespace) -> int:
+    from audiosaebench.leaderboard.submission import init_submission
+
+    folder = init_submission(args.sae, args.results, args.out, sub_id=args.id, kind=args.kind, overwrite=args.overwrite)
+    print(f"wrote {folder}/ ; fill in every 'FILL IN' in {folder}/submission.yaml, then run "
+          f"`audiosaebench submission validate {folder}`")
+    return 0
+
+
+def cmd_submission_validate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from audiosaebench.leaderboard.submission import load_submissions, validate_submission
+
+    if args.all:
+        subs = load_submissions(args.folders[0] if args.folders else "submissions", current_versions=True)
+    else:
+        if not args.folders:
+            raise SystemExit("audiosaebench: error: give submission folders, or --all [DIR]")
+        subs = [validate_submission(Path(f), args.root, current_versions=True) for f in args.folders]
+    for s in subs:
+        tasks = ", ".join(sorted(f"{d['task']['name']} {d['task']['version']} ({d['data']['suite']})" for d in s.results))
+        print(f"ok {s.id}: {len(s.results)} result(s): {tasks}")
+    return 0
+
+
+def cmd_leaderboard_build(args: argparse.Namespace) -> int:
+    from audiosaebench.leaderboard.site import build_site
+    from audiosaebench.leaderboard.submission import load_submissions
+    from audiosaebench.leaderboard.table import build_table
+
+    subs = load_submissions(args.submissions)
+    for s in subs:
+        for w in s.warnings:
+            log.warning("%s", w)
+    page = build_site(build_table(subs), args.out)
+    print(f"wrote {page} ({len(subs)} entries)")
+    return 0
+
+
+def cmd_leaderboard_export(args: argparse.Namespace) -> int:
+    from audiosaebench.leaderboard.export import export
+    from audiosaebench.leaderboard.submission import load_submissions
+    from audiosaebench.leaderboard.table import build_table
+
+    text = export(build_table(load_submissions(args.submissions)), args.format, model=args.model, hook=args.hook,
+                  suite=args.suite, task=args.task)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -30,3 +30,7 @@ class TaskError(AudioSAEBenchError):
 
 class ResultError(AudioSAEBenchError):
     """A result does not conform to the schema."""
+
+
+class SubmissionError(AudioSAEBenchError):
+    """A submission folder or its metadata is invalid or unsafe."""

@@ -118,3 +118,60 @@ def write_dictionary_learning(path: Path, params: dict[str, torch.Tensor], *, k:
                        "k": k, "lm_name": "tiny-whisper", **(trainer or {})}}
     (path / "config.json").write_text(json.dumps(cfg))
     return path
+
+
+def result_doc(task: str = "fidelity", version: str | None = None, *, sae_sha: str = "a" * 64, value: float | None = 0.5,
+               main: str | None = None, model: str = "openai/whisper-tiny.en", hook: str = "encoder.layers.2",
+               d_sae: int = 1536, arch: str = "topk", kind: str = "submission", suite: str = "mini",
+               manifest: str = "b" * 64, l0: float | None = None, limit: int | None = None) -> dict:
+    """A schema-valid result document (as `evaluate` writes) without running anything."""
+    from audiosaebench.hashing import sha256_json
+    from audiosaebench.registry import get_task
+
+    meta = get_task(task).metadata
+    main = main or meta.main_score
+    values = {main: value}
+    if l0 is not None:
+        values["speech_test/l0"] = l0
+    config = {"seed": 0}
+    return {
+        "schema_version": "1.0", "kind": kind,
+        "task": {"name": task, "version": version or meta.version, "main_score": main, "higher_is_better": True},
+        "sae": {"id": "sae-" + sae_sha[:8], "sha256": sae_sha, "format": "saelens-v6", "architecture": arch, "d_in": 384,
+                "d_sae": d_sae, "k": 32 if arch == "topk" else None, "hook_point": hook, "model_id": model},
+        "model": {"id": model, "revision": None, "weights_sha256": "c" * 64, "source": "test"},
+        "data": {"suite": suite, "submittable": limit is None, "resampler": "test",
+                 "splits": [{"role": "speech_test", "dataset": "mini-speech", "split": "test-mini",
+                             "manifest_sha256": manifest, "n_clips": 4, "n_frames": 100}]},
+        "config": config, "config_sha256": sha256_json(config),
+        "metrics": {"main_score": main, "values": values, "higher_is_better": dict.fromkeys(values, True),
+                    "floor": 0.0, "ceiling": 1.0, "reasons": {} if value is not None else {main: "undefined here"}},
+        "uncertainty": {"method": "test", "n": 10, "values": {main: [value - 0.1, value + 0.1]} if value is not None else {}},
+        "details": {},
+        "provenance": {"audiosaebench_version": "0.1.0", "git_sha": None, "python": "3.11", "torch": "2", "transformers": "5",
+                       "device": "cpu", "dtypes": {"model_forward": "float32", "sae": "float32"}},
+        "run": {"started": "2026-11-23T00:00:00Z", "finished": "2026-11-23T00:01:00Z", "runtime_s": 60.0, "limit": limit},
+    }
+
+
+def write_submission(root: Path, sub_id: str, results: list[dict], **meta_overrides) -> Path:
+    """A valid submissions/<id>/ folder holding the given results."""
+    import yaml
+
+    first = results[0]
+    meta = {
+        "schema_version": "1.0", "id": sub_id, "kind": "baseline" if first["kind"] == "baseline" else "submission",
+        "name": f"SAE {sub_id}", "authors": ["A. Author"], "contact": "a@example.org",
+        "model": {"id": first["sae"]["model_id"], "revision": None}, "hook_point": first["sae"]["hook_point"],
+        "architecture": first["sae"]["architecture"], "d_sae": first["sae"]["d_sae"], "sae_sha256": first["sae"]["sha256"],
+        "training_data": "mini suite train splits", "checkpoint": {"location": "https://example.org/sae", "revision": None,
+                                                                   "sha256": None},
+        "license": "MIT", "paper": None, "bibtex": None,
+    }
+    meta.update(meta_overrides)
+    folder = root / sub_id
+    (folder / "results").mkdir(parents=True)
+    (folder / "submission.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+    for doc in results:
+        (folder / "results" / f"{doc['task']['name']}-{doc['data']['suite']}.json").write_text(json.dumps(doc))
+    return folder
