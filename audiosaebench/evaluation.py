@@ -42,20 +42,30 @@ class EvalContext:
     limit: int | None
     batch_size: int
     progress: bool
+    adapters: dict[str, Any] = field(default_factory=dict)  # every model the given SAEs read, by model id
     _acts: dict[str, Any] = field(default_factory=dict)
 
     def manifest(self, role: str) -> Manifest:
         return limited(self.suite.split(role), self.limit)
 
-    def activations(self, role: str, hook: str | None = None) -> Any:
+    def activations(self, role: str, hook: str | None = None, model: str | None = None) -> Any:
+        """Activations of a split at a hook (default: this SAE's) of a model (default: this SAE's)."""
         from audiosaebench.activations.extract import get_activations
 
-        h = hook or self.hook
-        if (role, h) not in self._acts:
-            self._acts[(role, h)] = get_activations(
-                self.adapter, [h], self.manifest(role), batch_size=self.batch_size, progress=self.progress
-            )[h]
-        return self._acts[(role, h)]
+        ad = self.model_adapter(model)
+        h = ad.resolve(hook).name if hook else self.hook
+        key = (role, h, ad.identity.model_id)
+        if key not in self._acts:
+            self._acts[key] = get_activations(ad, [h], self.manifest(role), batch_size=self.batch_size,
+                                              progress=self.progress)[h]
+        return self._acts[key]
+
+    def model_adapter(self, model: str | None = None) -> Any:
+        if model is None or model == self.sae.info.model_id:
+            return self.adapter
+        if model not in self.adapters:
+            raise AudioSAEBenchError(f"model {model} is not loaded in this run (evaluate an SAE on it too)")
+        return self.adapters[model]
 
     @property
     def model(self) -> Any:
@@ -140,7 +150,7 @@ def build_record(
 
 
 def _reusable(path: Path, config_sha: str, sae: Any, task: type[Task], suite: Suite, limit: int | None,
-              adapter: Any) -> dict | None:
+              adapter: Any, others: list[Any] | None = None) -> dict | None:
     """The existing result, if it was made from exactly these inputs (else None: run again)."""
     if not path.exists():
         return None
@@ -159,6 +169,8 @@ def _reusable(path: Path, config_sha: str, sae: Any, task: type[Task], suite: Su
         and {sp["role"]: sp["manifest_sha256"] for sp in doc["data"]["splits"]}
         == {r: limited(suite.split(r), limit).sha256 for r in task.metadata.splits if r in suite.splits}
     )
+    if same and "several_saes" in task.metadata.needs:  # a multi-SAE result depends on the other SAEs too
+        same = sorted(p["sha256"] for p in doc.get("partner_saes", [])) == sorted(o.info.sha256 for o in others or [])
     return doc if same else None
 
 
@@ -235,12 +247,14 @@ def evaluate(
             config = {**task.config(overrides), "seed": seed}
             path = out / s.info.id / f"{task_cls.metadata.name}.json"
             if resume:
-                prev = _reusable(path, sha256_json(config), s, task_cls, the_suite, limit, ad)
+                prev = _reusable(path, sha256_json(config), s, task_cls, the_suite, limit, ad,
+                                 [o for o in loaded if o is not s])
                 if prev is not None:
                     log.info("resume: %s exists with the same config; skipped", path)
                     records.append(prev)
                     continue
-            ctx = EvalContext(s, loaded, config, seed, the_suite, ad, s.info.hook_point, limit, batch_size, progress)
+            ctx = EvalContext(s, loaded, config, seed, the_suite, ad, s.info.hook_point, limit, batch_size, progress,
+                              {o.info.model_id: adapters[model or o.info.model_id] for o in loaded})
             started, t0 = _now(), time.perf_counter()
             log.info("running %s on %s", task_cls.metadata.name, s.info.id)
             result = task.run(ctx)

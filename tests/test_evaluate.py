@@ -234,3 +234,57 @@ def test_resume_reruns_when_the_data_changed(home, tmp_path, tiny_models, toy_di
     assert _eval(["--sae", str(sae), "--out", str(out), "--tasks", "fidelity", "--resume"], toy_dir) == 0
     assert f.stat().st_mtime_ns != mtime
     assert read_result(f)["data"]["splits"][0]["n_clips"] == len(m) - 1
+
+
+def test_stability_reports_saes_that_differ_in_more_than_seed(tmp_path, tiny_models):
+    from audiosaebench.sae.loading import load_sae
+    from audiosaebench_tasks.stability.compute import differences
+
+    a = load_sae(_sae(tmp_path, tiny_models, "a"))
+    b = load_sae(_sae(tmp_path, tiny_models, "b", params=fx.random_params("topk", 16, 64, seed=1)))
+    c = load_sae(fx.write_saelens_v6(tmp_path / "c", "topk", fx.random_params("topk", 16, 64), k=4,
+                                     model=str(tiny_models["whisper"]), hook="encoder.layers.1"))
+    assert differences(a, b) == []
+    assert differences(a, c) == ["k: 8 vs 4"]
+    for name, steps in (("a", 100), ("b", 200)):
+        (tmp_path / name / "training.json").write_text(json.dumps({"recipe": {"seed": 0, "steps": steps}, "data": []}))
+    assert differences(a, b) == ["training recipe differs in steps"]
+
+
+def test_alignment_across_models_uses_each_models_frames(home, tmp_path, tiny_models, toy_dir):
+    """A Whisper SAE and a HuBERT SAE in one run: each is the other's partner, on frames matched by time."""
+    w = _sae(tmp_path, tiny_models, "w")
+    h = fx.write_saelens_v6(tmp_path / "h", "topk", fx.random_params("topk", 16, 64, seed=3), k=8,
+                            model=str(tiny_models["hubert"]), hook="encoder.layers.1")
+    out = tmp_path / "out"
+    assert _eval(["--sae", str(w), "--sae", str(h), "--tasks", "cross_model_alignment", "--out", str(out)], toy_dir) == 0
+    docs = {p.parent.name.split("-")[0]: read_result(p) for p in out.rglob("cross_model_alignment.json")}
+    assert set(docs) == {"w", "h"}
+    pair = docs["w"]["details"]["pairs"][0]
+    assert pair["partner_model"] == str(tiny_models["hubert"]) and pair["frames"] > 0
+    assert docs["w"]["partner_saes"][0]["model_id"] == str(tiny_models["hubert"])
+    assert 0.0 <= docs["w"]["metrics"]["values"]["linear_cka"] <= 1.0
+
+
+def test_align_frames_matches_centre_times():
+    import numpy as np
+
+    from audiosaebench_tasks.cross_model_alignment.compute import align_frames
+
+    class Acts:
+        def __init__(self, lengths):
+            self.clip_ids = [f"c{i}" for i in range(len(lengths))]
+            self.offsets = np.concatenate([[0], np.cumsum(lengths)])
+
+    class Grid:
+        def __init__(self, hop, offset):
+            self.hop, self.offset = hop, offset
+
+        def frame_centres_s(self, n):
+            return self.offset + self.hop * np.arange(n)
+
+    fine, coarse = Grid(0.02, 0.0125), Grid(0.04, 0.02)
+    ra, rb = align_frames(Acts([10, 0, 6]), fine, Acts([5, 2, 3]), coarse)
+    # every coarse frame once, paired with the fine frame nearest in time; the empty clip is skipped
+    np.testing.assert_array_equal(rb, [0, 1, 2, 3, 4, 7, 8, 9])
+    np.testing.assert_array_equal(ra, [0, 2, 4, 6, 8, 10, 12, 14])

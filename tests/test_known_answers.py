@@ -114,3 +114,52 @@ def test_disentanglement_planted_beats_trained_beats_random(setup, tmp_path):
     assert abs(main["random"]) < 0.05, main  # the floor: a random ablation hurts every probe alike
     leak = r["trained"]["metrics"]["values"]
     assert all(leak[k] is not None for k in ("leakage_phones_to_sex", "leakage_sex_to_phones")), leak
+
+
+def _permuted(sae, seed: int):
+    import torch
+
+    from audiosaebench.sae.loading import weights_sha256
+    from audiosaebench.sae.sae import SAE
+
+    perm = torch.randperm(sae.d_sae, generator=torch.Generator().manual_seed(seed))
+    p = {k: v.clone() for k, v in sae.params.items()}
+    p["W_enc"], p["b_enc"], p["W_dec"] = p["W_enc"][:, perm], p["b_enc"][perm], p["W_dec"][perm]
+    return SAE(sae.info, p).with_info(id=f"{sae.info.id}-permuted", sha256=weights_sha256(p, sae.info))
+
+
+def test_stability_permuted_copy_is_perfect_and_random_pairs_are_at_the_floor(setup, tmp_path):
+    from audiosaebench.baselines import random_sae
+    from audiosaebench.evaluation import evaluate
+
+    suite, saes = setup
+    t = saes["trained"]
+    perm, other_random = _permuted(t, 1), random_sae(384, 1536, 32, MODEL, HOOK, seed=7)
+    same = evaluate([t, perm], "stability", suite=suite, out=tmp_path / "a", progress=False)[0]
+    v = same["metrics"]["values"]
+    assert v["chi_coverage@0.5"] == 1.0 and v["decoder_hungarian_fraction@0.7"] == pytest.approx(1.0)
+    assert v["decoder_mnn_fraction@0.7"] == 1.0 and same["details"]["seed_only"] is True
+    assert same["partner_saes"][0]["sha256"] == perm.info.sha256
+    rnd = evaluate([saes["random"], other_random], "stability", suite=suite, out=tmp_path / "b", progress=False)[0]
+    assert rnd["metrics"]["values"]["chi_coverage@0.5"] < 0.05
+    assert rnd["metrics"]["values"]["decoder_mnn_fraction@0.7"] == 0.0
+    assert v["chi_coverage@0.5_random"] < 0.05  # the floor reported beside the score
+    alone = evaluate([t], "stability", suite=suite, out=tmp_path / "c", progress=False)[0]
+    assert alone["metrics"]["values"]["chi_coverage@0.5"] is None
+    assert "second SAE" in alone["metrics"]["reasons"]["chi_coverage@0.5"]
+
+
+def test_alignment_with_a_permuted_copy_is_perfect_and_random_is_at_the_floor(setup, tmp_path):
+    from audiosaebench.baselines import random_sae
+    from audiosaebench.evaluation import evaluate
+
+    suite, saes = setup
+    t = saes["trained"]
+    r = evaluate([t, _permuted(t, 2)], "cross_model_alignment", suite=suite, out=tmp_path / "a", progress=False)[0]
+    v = r["metrics"]["values"]
+    assert v["mutual_aligned_fraction@0.5"] == 1.0 and v["linear_cka"] == pytest.approx(1.0)
+    assert v["mutual_aligned_fraction@0.5_random"] < 0.1 and r["metrics"]["floor"] == v["mutual_aligned_fraction@0.5_random"]
+    rnd = evaluate([saes["random"], random_sae(384, 1536, 32, MODEL, HOOK, seed=9)], "cross_model_alignment",
+                   suite=suite, out=tmp_path / "b", progress=False)[0]
+    assert rnd["metrics"]["values"]["mutual_aligned_fraction@0.5"] < 0.1
+    assert r["uncertainty"]["values"]["mutual_aligned_fraction@0.5"][0] > rnd["uncertainty"]["values"]["mutual_aligned_fraction@0.5"][1]

@@ -1,0 +1,159 @@
+"""cross_model_alignment (see README.md in this folder)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from audiosaebench.baselines import random_sae
+from audiosaebench.codes import sparse_frame_codes
+from audiosaebench.hashing import finite_or_none
+from audiosaebench.task import TaskContext, TaskResult
+
+ROLES = ("speech_test", "nonspeech_test", "commands_test")
+NAMES = ("mutual_aligned_fraction@0.5", "aligned_fraction@0.5", "aligned_fraction@0.5_reverse", "chi_aligned_fraction@0.5",
+         "mutual_aligned_fraction@0.5_random", "linear_cka")
+
+
+def align_frames(acts_a, ad_a, acts_b, ad_b) -> tuple[np.ndarray, np.ndarray]:
+    """Row pairs (a, b) of the same clips matched by frame-centre time: every frame of the coarser
+    grid with the nearest frame of the finer one. Identical grids give the identity."""
+    if acts_a.clip_ids != acts_b.clip_ids:
+        raise ValueError("the two activation sets list different clips")
+    oa, ob = acts_a.offsets, acts_b.offsets
+    ra, rb = [], []
+    for i in range(len(oa) - 1):
+        na, nb = int(oa[i + 1] - oa[i]), int(ob[i + 1] - ob[i])
+        if na == 0 or nb == 0:
+            continue
+        ca, cb = ad_a.frame_centres_s(na), ad_b.frame_centres_s(nb)
+        coarse_is_a = na <= nb
+        coarse, fine = (ca, cb) if coarse_is_a else (cb, ca)
+        j = np.clip(np.searchsorted(fine, coarse), 1, len(fine) - 1) if len(fine) > 1 else np.zeros(len(coarse), int)
+        if len(fine) > 1:
+            j = np.where(np.abs(fine[j - 1] - coarse) <= np.abs(fine[j] - coarse), j - 1, j)
+        near = np.arange(len(coarse))
+        ia, ib = (near, j) if coarse_is_a else (j, near)
+        ra.append(oa[i] + ia)
+        rb.append(ob[i] + ib)
+    return np.concatenate(ra).astype(np.int64), np.concatenate(rb).astype(np.int64)
+
+
+def _codes(sae, acts, rows: np.ndarray):
+    """z at ``rows`` (any order, repeats allowed) as CSC."""
+    uniq, inv = np.unique(rows, return_inverse=True)
+    return sparse_frame_codes(sae, acts, uniq)[inv].tocsc()
+
+
+def max_correlation(za, zb, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """For each feature of A: the best Pearson correlation with any feature of B over the frames, and
+    which feature (constant features correlate 0)."""
+    n = za.shape[0]
+    ma, mb = np.asarray(za.mean(0)).ravel(), np.asarray(zb.mean(0)).ravel()
+    sa = np.sqrt(np.maximum(np.asarray(za.multiply(za).mean(0)).ravel() - ma**2, 0))
+    sb = np.sqrt(np.maximum(np.asarray(zb.multiply(zb).mean(0)).ravel() - mb**2, 0))
+    best, arg = np.zeros(za.shape[1]), np.zeros(za.shape[1], dtype=np.int64)
+    for s in range(0, za.shape[1], block):
+        e = min(s + block, za.shape[1])
+        cov = (za[:, s:e].T @ zb).toarray() / n - ma[s:e, None] * mb[None, :]
+        den = sa[s:e, None] * sb[None, :]
+        r = np.where(den > 0, cov / np.where(den > 0, den, 1), 0.0)
+        arg[s:e] = r.argmax(1)
+        best[s:e] = r[np.arange(e - s), arg[s:e]]
+    return best, arg
+
+
+def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
+    x = x - x.mean(0)
+    y = y - y.mean(0)
+    num = np.linalg.norm(x.T @ y) ** 2
+    return float(num / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)))
+
+
+def _alignment(za, zb, theta: float) -> dict:
+    alive_a = np.asarray((za != 0).sum(0)).ravel() > 0
+    alive_b = np.asarray((zb != 0).sum(0)).ravel() > 0
+    r_ab, arg_ab = max_correlation(za, zb)
+    r_ba, arg_ba = max_correlation(zb, za)
+    mutual = (arg_ba[arg_ab] == np.arange(za.shape[1])) & (r_ab >= theta)
+    from audiosaebench_tasks.stability.compute import max_chi
+
+    ba, bb = za.copy(), zb.copy()
+    ba.data, bb.data = np.ones_like(ba.data), np.ones_like(bb.data)
+    chi = max_chi(ba.tocsc(), bb.tocsc())
+    frac = lambda m, alive: float(m[alive].mean()) if alive.any() else None  # noqa: E731
+    return {"mutual": mutual, "alive_a": alive_a,
+            "mutual_aligned_fraction@0.5": frac(mutual, alive_a),
+            "aligned_fraction@0.5": frac(r_ab >= theta, alive_a),
+            "aligned_fraction@0.5_reverse": frac(r_ba >= theta, alive_b),
+            "chi_aligned_fraction@0.5": frac(chi > theta, alive_a)}
+
+
+def run_alignment(ctx: TaskContext) -> TaskResult:
+    cfg, seed, a = ctx.config, ctx.seed, ctx.sae
+    theta = float(cfg["theta"])
+    hib = {n: True for n in NAMES}
+    partners = [s for s in ctx.saes if s is not a]
+    if not partners:
+        reason = "cross_model_alignment needs a partner SAE (pass --sae for it too), e.g. on another model or layer"
+        return TaskResult(values=dict.fromkeys(NAMES), higher_is_better=hib, reasons=dict.fromkeys(NAMES, reason))
+    rng = np.random.default_rng(seed)
+    cap = int(cfg["max_frames"])
+    ad_a = ctx.model_adapter(a.info.model_id)
+    per_pair, boot_items = [], []
+    for b in partners:
+        ad_b = ctx.model_adapter(b.info.model_id)
+        za_parts, zb_parts, xa_parts, xb_parts = [], [], [], []
+        zra_parts, zrb_parts = [], []
+        ra_sae = random_sae(a.d_in, a.d_sae, a.info.k or 32, a.info.model_id, a.info.hook_point, seed=seed + 11).to(a.device)
+        rb_sae = random_sae(b.d_in, b.d_sae, b.info.k or 32, b.info.model_id, b.info.hook_point, seed=seed + 12).to(b.device)
+        for role in ROLES:
+            acts_a = ctx.activations(role, a.info.hook_point, a.info.model_id)
+            acts_b = ctx.activations(role, b.info.hook_point, b.info.model_id)
+            rows_a, rows_b = align_frames(acts_a, ad_a, acts_b, ad_b)
+            if cap and len(rows_a) > cap:
+                pick = np.sort(rng.choice(len(rows_a), cap, replace=False))
+                rows_a, rows_b = rows_a[pick], rows_b[pick]
+            za_parts.append(_codes(a, acts_a, rows_a))
+            zb_parts.append(_codes(b, acts_b, rows_b))
+            zra_parts.append(_codes(ra_sae, acts_a, rows_a))
+            zrb_parts.append(_codes(rb_sae, acts_b, rows_b))
+            xa_parts.append(acts_a.take(rows_a))
+            xb_parts.append(acts_b.take(rows_b))
+        from scipy import sparse
+
+        za, zb = sparse.vstack(za_parts).tocsc(), sparse.vstack(zb_parts).tocsc()
+        res = _alignment(za, zb, theta)
+        rnd = _alignment(sparse.vstack(zra_parts).tocsc(), sparse.vstack(zrb_parts).tocsc(), theta)
+        xa, xb = np.concatenate(xa_parts), np.concatenate(xb_parts)
+        sub = np.sort(rng.choice(len(xa), min(len(xa), cap or len(xa)), replace=False))
+        row = {"partner": b.info.id, "partner_model": b.info.model_id, "partner_hook": b.info.hook_point,
+               "frames": int(za.shape[0]), "linear_cka": linear_cka(xa[sub].astype(np.float64), xb[sub].astype(np.float64)),
+               "mutual_aligned_fraction@0.5_random": rnd["mutual_aligned_fraction@0.5"],
+               **{k: v for k, v in res.items() if k not in ("mutual", "alive_a")}}
+        per_pair.append(row)
+        boot_items.append(res["mutual"][res["alive_a"]].astype(float))
+    values: dict[str, float | None] = {}
+    reasons: dict[str, str] = {}
+    for n in NAMES:
+        vals = [p[n] for p in per_pair if p[n] is not None]
+        values[n] = float(np.mean(vals)) if vals else None
+        if not vals:
+            reasons[n] = "no feature fires on the aligned frames"
+    unc = {}
+    items = [it for it in boot_items if len(it)]
+    if items:
+        n_boot = int(cfg["bootstrap_resamples"])
+        bs = [np.mean([it[rng.integers(0, len(it), len(it))].mean() for it in items]) for _ in range(n_boot)]
+        unc["mutual_aligned_fraction@0.5"] = [float(np.percentile(bs, 2.5)), float(np.percentile(bs, 97.5))]
+    return TaskResult(
+        values={k: finite_or_none(v) for k, v in values.items()},
+        higher_is_better=hib,
+        floor=values["mutual_aligned_fraction@0.5_random"],
+        ceiling=1.0,
+        reasons=reasons,
+        uncertainty=unc,
+        uncertainty_method="percentile bootstrap over A's alive features, 95%",
+        uncertainty_n=int(cfg["bootstrap_resamples"]),
+        details={"pairs": per_pair},
+        frames={r: ctx.activations(r).n_frames for r in ROLES},
+    )
