@@ -299,6 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
     si.add_argument("--id", default=None, help="submission id (default: from the SAE id)")
     si.add_argument("--kind", choices=("submission", "reference", "baseline"), default="submission")
     si.add_argument("--overwrite", action="store_true")
+    for name, text in (("name", "display name"), ("description", "one paragraph"), ("authors", "separated by ';'"),
+                       ("contact", "e-mail or URL"), ("license", "of the checkpoint"),
+                       ("training-data", "what the SAE was trained on"), ("checkpoint", "where the weights are")):
+        si.add_argument(f"--{name}", default=None, help=f"{text} (else FILL IN)")
     si.set_defaults(func=cmd_submission_init)
     sv = smsub.add_parser("validate", help="check submission folders (what CI runs on pull requests)")
     sv.add_argument("folders", nargs="*")
@@ -324,8 +328,15 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_submission_init(args: argparse.Namespace) -> int:
     from audiosaebench.leaderboard.submission import init_submission
 
-    folder = init_submission(args.sae, args.results, args.out, sub_id=args.id, kind=args.kind, overwrite=args.overwrite)
-    print(f"wrote {folder}/ ; fill in every 'FILL IN' in {folder}/submission.yaml, then run "
+    fields: dict[str, Any] = {k: getattr(args, k) for k in ("name", "description", "contact", "license", "training_data")
+                              if getattr(args, k) is not None}
+    if args.authors:
+        fields["authors"] = [a.strip() for a in args.authors.split(";") if a.strip()]
+    if args.checkpoint:
+        fields["checkpoint"] = {"location": args.checkpoint, "revision": None, "sha256": None}
+    folder = init_submission(args.sae, args.results, args.out, sub_id=args.id, kind=args.kind, overwrite=args.overwrite,
+                             fields=fields)
+    print(f"wrote {folder}/ ; fill in any 'FILL IN' left in {folder}/submission.yaml, then run "
           f"`audiosaebench submission validate {folder}`")
     return 0
 

@@ -1,0 +1,262 @@
+"""Performance benchmark: the harness against its physical limit, on the mini suite.
+
+    python bench/run.py [--parts extract,warm,tasks,memory,models] [--out bench/results.json]
+
+Prints a readable table and writes a JSON report (with the machine it ran on). Parts:
+
+* extract: activation extraction vs the raw encoder forward on the same batches (goal <= 1.10);
+* warm:    `evaluate` of a second SAE on the same hook vs the first, cold cache (goal >= 10x);
+* tasks:   per-task time of `evaluate --tasks all`, cold and warm;
+* memory:  peak RSS against the number of clips (1x, 2x, 4x) and against d_sae (4k, 16k, 65k);
+* models:  forward cost of randomly initialised whisper-base / whisper-small / hubert-base configs
+           (timing does not depend on the weights), on a GPU when one is available.
+
+Runs in a private AUDIOSAEBENCH_HOME (a copy of the prepared mini suite and the converted model,
+no activations) so "cold" means cold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MODEL = "openai/whisper-tiny.en"
+HOOK = "encoder.layers.2"
+
+
+def machine() -> dict:
+    import torch
+
+    info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    try:
+        mem = [line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")]
+        info["memory"] = mem[0].split(":")[1].strip() if mem else None
+        cpu = [line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")]
+        info["cpu"] = cpu[0].split(":")[1].strip() if cpu else None
+    except OSError:
+        pass
+    return info
+
+
+def private_home(src: Path) -> Path:
+    """A fresh home holding the prepared data and converted model but no activations or caches."""
+    home = Path(tempfile.mkdtemp(prefix="audiosaebench-bench-"))
+    for name in ("data", "models", "weights-sha256.json"):
+        if (src / name).is_dir():
+            shutil.copytree(src / name, home / name, symlinks=True)
+        elif (src / name).exists():
+            shutil.copy(src / name, home / name)
+    return home
+
+
+def bench_extract(report: dict) -> None:
+    import torch
+
+    from audiosaebench.activations.extract import get_activations
+    from audiosaebench.data.suites import load_suite
+    from audiosaebench.models.loading import load_adapter
+
+    ad = load_adapter(MODEL)
+    man = load_suite("mini").split("speech_test")
+    waves = [man.load(c) for c in man.clips]
+    bs = 8
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for i in range(0, len(waves), bs):
+            b = ad.prepare(waves[i : i + bs])
+            ad.base_model.encoder(b.inputs["input_features"])
+    raw = time.perf_counter() - t0
+    rows = {"raw_encoder_forward_s": raw, "clips": len(waves), "batch_size": bs}
+    for hook in ("encoder.layers.3", HOOK):
+        t0 = time.perf_counter()
+        get_activations(ad, [hook], man, batch_size=bs, progress=False)
+        rows[f"extract_{hook}_s"] = time.perf_counter() - t0
+    rows["ratio_last_layer"] = rows["extract_encoder.layers.3_s"] / raw
+    rows["ratio_layer2_early_exit"] = rows[f"extract_{HOOK}_s"] / raw
+    report["extract"] = rows
+
+
+def _cli(args: list[str], env: dict) -> tuple[float, int]:
+    """Run the CLI in a child process: (wall seconds, peak RSS in bytes of the child)."""
+    t0 = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    subprocess.run([sys.executable, "-m", "audiosaebench.cli", *args], env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    # ru_maxrss of children is the maximum over all children so far; runs go in increasing size
+    return time.perf_counter() - t0, max(rss, before) * 1024
+
+
+def _write_random(path: Path, d_sae: int, seed: int) -> Path:
+    from audiosaebench.baselines import random_sae
+    from audiosaebench.sae.writing import write_saelens_v6
+
+    return write_saelens_v6(random_sae(384, d_sae, 32, MODEL, HOOK, seed=seed).with_info(id=f"bench-d{d_sae}-s{seed}"),
+                            path, overwrite=True)
+
+
+def bench_warm_and_tasks(report: dict, src_home: Path, parts: set[str]) -> None:
+    home = private_home(src_home)
+    env = {**os.environ, "AUDIOSAEBENCH_HOME": str(home)}
+    work = Path(tempfile.mkdtemp(prefix="bench-saes-"))
+    a, b = _write_random(work / "a", 1536, 0), _write_random(work / "b", 1536, 1)
+    try:
+        if "warm" in parts:
+            tasks = "fidelity,phoneme_probing"
+            cold, _ = _cli(["evaluate", "--sae", str(a), "--tasks", tasks, "--out", str(work / "r1"), "--no-progress"], env)
+            warm, _ = _cli(["evaluate", "--sae", str(b), "--tasks", tasks, "--out", str(work / "r2"), "--no-progress"], env)
+            report["warm"] = {"tasks": tasks, "first_sae_cold_s": cold, "second_sae_warm_s": warm, "ratio": cold / warm}
+        if "tasks" in parts:
+            shutil.rmtree(home / "activations", ignore_errors=True)
+            shutil.rmtree(home / "splice-cache", ignore_errors=True)
+            out = {}
+            for label, sae in (("cold", a), ("warm", b)):
+                t, _ = _cli(["evaluate", "--sae", str(sae), "--sae", str(work / ("b" if sae == a else "a")),
+                             "--tasks", "all", "--out", str(work / f"all-{label}"), "--no-progress"], env)
+                per = {}
+                for p in sorted((work / f"all-{label}").rglob("*.json")):
+                    doc = json.loads(p.read_text())
+                    per[f"{doc['sae']['id']}/{doc['task']['name']}"] = doc["run"]["runtime_s"]
+                out[label] = {"wall_s": t, "saes": 2, "per_task_s": per}
+            report["tasks"] = out
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def bench_memory(report: dict, src_home: Path) -> None:
+    """Peak RSS of `evaluate` (fidelity without the splice, and phoneme_probing) per run, each in a fresh child."""
+    work = Path(tempfile.mkdtemp(prefix="bench-mem-"))
+    rows = []
+    try:
+        for label, d_sae, limit in (("clips 1x", 4096, 12), ("clips 2x", 4096, 24), ("clips 4x", 4096, 48),
+                                    ("d_sae 16k", 16384, 48), ("d_sae 65k", 65536, 48)):
+            home = private_home(src_home)
+            env = {**os.environ, "AUDIOSAEBENCH_HOME": str(home)}
+            sae = _write_random(work / f"s{d_sae}", d_sae, 0)
+            code = ("import resource,sys;from audiosaebench.cli import main;rc=main(sys.argv[1:]);"
+                    "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+            t0 = time.perf_counter()
+            res = subprocess.run([sys.executable, "-c", code, "evaluate", "--sae", str(sae), "--tasks", "fidelity,phoneme_probing",
+                                  "--task-option", "fidelity.splice=false", "--limit", str(limit),
+                                  "--out", str(work / f"r-{label}"), "--no-progress"],
+                                 env=env, check=True, capture_output=True, text=True)
+            rows.append({"run": label, "d_sae": d_sae, "clips_per_split": limit, "wall_s": time.perf_counter() - t0,
+                         "peak_rss_mb": int(res.stdout.strip().splitlines()[-1]) / 1024})
+            shutil.rmtree(home, ignore_errors=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report["memory"] = rows
+
+
+def bench_models(report: dict) -> None:
+    import torch
+    from transformers import HubertConfig, HubertModel, WhisperConfig, WhisperModel
+
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    rows = []
+    specs = {
+        "whisper-tiny (4 layers, 384)": lambda: WhisperModel(WhisperConfig(d_model=384, encoder_layers=4, decoder_layers=1,
+                                                                            encoder_attention_heads=6, encoder_ffn_dim=1536)),
+        "whisper-base (6 layers, 512)": lambda: WhisperModel(WhisperConfig(d_model=512, encoder_layers=6, decoder_layers=1,
+                                                                            encoder_attention_heads=8, encoder_ffn_dim=2048)),
+        "whisper-small (12 layers, 768)": lambda: WhisperModel(WhisperConfig(d_model=768, encoder_layers=12, decoder_layers=1,
+                                                                              encoder_attention_heads=12, encoder_ffn_dim=3072)),
+        "hubert-base (12 layers, 768)": lambda: HubertModel(HubertConfig()),
+    }
+    for name, make in specs.items():
+        torch.manual_seed(0)
+        m = make().eval().to(dev)
+        if name.startswith("whisper"):
+            x = torch.randn(8, 80, 3000, device=dev)
+            run = lambda m=m, x=x: m.encoder(x)  # noqa: E731
+            audio_s = 8 * 30
+        else:
+            x = torch.randn(8, 16000 * 10, device=dev)
+            run = lambda m=m, x=x: m(x)  # noqa: E731
+            audio_s = 8 * 10
+        with torch.no_grad():
+            run()
+            if dev == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            run()
+            if dev == "cuda":
+                torch.cuda.synchronize()
+        dt = time.perf_counter() - t0
+        rows.append({"model": name, "device": dev, "batch_audio_s": audio_s, "forward_s": dt, "realtime_factor": audio_s / dt})
+        del m
+    report["models"] = rows
+
+
+def table(report: dict) -> str:
+    lines = [f"machine: {report['machine'].get('cpu')} x{report['machine']['cpus']}, {report['machine'].get('memory')}, "
+             f"cuda={report['machine']['cuda']}, torch {report['machine']['torch']}"]
+    if "extract" in report:
+        e = report["extract"]
+        lines += [f"extract  raw encoder forward {e['raw_encoder_forward_s']:.1f} s for {e['clips']} clips; harness at the last "
+                  f"layer {e['extract_encoder.layers.3_s']:.1f} s (ratio {e['ratio_last_layer']:.2f}, goal <= 1.10); at "
+                  f"{HOOK} {e[f'extract_{HOOK}_s']:.1f} s (ratio {e['ratio_layer2_early_exit']:.2f}, early exit)"]
+    if "warm" in report:
+        w = report["warm"]
+        lines += [f"warm     first SAE {w['first_sae_cold_s']:.1f} s, second SAE {w['second_sae_warm_s']:.1f} s "
+                  f"(ratio {w['ratio']:.1f}x, goal >= 10x) [{w['tasks']}]"]
+    if "tasks" in report:
+        for label in ("cold", "warm"):
+            t = report["tasks"][label]
+            per = ", ".join(f"{k.split('/')[-1]} {v:.0f}" for k, v in t["per_task_s"].items() if k.startswith("bench-d1536-s0") or
+                            k.startswith("bench-d1536-s1") and label == "warm")
+            lines += [f"tasks    all tasks, 2 SAEs, {label}: {t['wall_s']:.0f} s ({per})"]
+    for r in report.get("memory", []):
+        lines += [f"memory   {r['run']:10s} d_sae {r['d_sae']:6d}, {r['clips_per_split']:3d} clips/split: "
+                  f"peak RSS {r['peak_rss_mb']:.0f} MB, {r['wall_s']:.0f} s"]
+    for r in report.get("models", []):
+        lines += [f"models   {r['model']:32s} {r['device']}: {r['forward_s']:.2f} s for {r['batch_audio_s']} s of audio "
+                  f"({r['realtime_factor']:.0f}x real time)"]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--parts", default="extract,warm,tasks,memory,models")
+    p.add_argument("--out", default="bench/results.json")
+    args = p.parse_args()
+    parts = set(args.parts.split(","))
+    from audiosaebench import paths
+
+    src = paths.home()
+    report: dict = {"machine": machine(), "parts": sorted(parts)}
+    if "extract" in parts:
+        home = private_home(src)
+        os.environ["AUDIOSAEBENCH_HOME"] = str(home)
+        try:
+            bench_extract(report)
+        finally:
+            os.environ["AUDIOSAEBENCH_HOME"] = str(src)
+            shutil.rmtree(home, ignore_errors=True)
+    if parts & {"warm", "tasks"}:
+        bench_warm_and_tasks(report, src, parts)
+    if "memory" in parts:
+        bench_memory(report, src)
+    if "models" in parts:
+        bench_models(report)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+    print(table(report))
+    print(f"report: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
