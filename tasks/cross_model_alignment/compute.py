@@ -38,6 +38,11 @@ def align_frames(acts_a, ad_a, acts_b, ad_b) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(ra).astype(np.int64), np.concatenate(rb).astype(np.int64)
 
 
+def _k(sae) -> int:
+    """The random reference's TopK budget: the SAE's own k, else 32, never above its width."""
+    return max(1, min(sae.info.k or 32, sae.d_sae))
+
+
 def _codes(sae, acts, rows: np.ndarray):
     """z at ``rows`` (any order, repeats allowed) as CSC."""
     uniq, inv = np.unique(rows, return_inverse=True)
@@ -104,8 +109,8 @@ def run_alignment(ctx: TaskContext) -> TaskResult:
         ad_b = ctx.model_adapter(b.info.model_id)
         za_parts, zb_parts, xa_parts, xb_parts = [], [], [], []
         zra_parts, zrb_parts = [], []
-        ra_sae = random_sae(a.d_in, a.d_sae, a.info.k or 32, a.info.model_id, a.info.hook_point, seed=seed + 11).to(a.device)
-        rb_sae = random_sae(b.d_in, b.d_sae, b.info.k or 32, b.info.model_id, b.info.hook_point, seed=seed + 12).to(b.device)
+        ra_sae = random_sae(a.d_in, a.d_sae, _k(a), a.info.model_id, a.info.hook_point, seed=seed + 11).to(a.device)
+        rb_sae = random_sae(b.d_in, b.d_sae, _k(b), b.info.model_id, b.info.hook_point, seed=seed + 12).to(b.device)
         for role in ROLES:
             acts_a = ctx.activations(role, a.info.hook_point, a.info.model_id)
             acts_b = ctx.activations(role, b.info.hook_point, b.info.model_id)

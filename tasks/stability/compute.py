@@ -92,6 +92,11 @@ def decoder_match(a, b, hungarian_max: int, block: int = 2048) -> dict[str, floa
     return out
 
 
+def _frac(hits: np.ndarray) -> float:
+    """Fraction of alive features that matched; 0 when no feature is alive (nothing is matched)."""
+    return float(hits.mean()) if len(hits) else 0.0
+
+
 NAMES = ("chi_coverage@0.5", "chi_coverage@0.5_random", "duplicate_fraction@0.5", "decoder_mnn_fraction@0.7",
          "decoder_mean_max_cosine", "decoder_hungarian_mean_cosine", "decoder_hungarian_fraction@0.7")
 
@@ -122,17 +127,17 @@ def run_stability(ctx: TaskContext) -> TaskResult:
         alive_b = np.asarray(zb.sum(0)).ravel() > 0
         hit_ab = max_chi(za, zb)[alive_a] > theta
         hit_ba = max_chi(zb, za)[alive_b] > theta
-        cov = (hit_ab.mean() if len(hit_ab) else 0.0) / 2 + (hit_ba.mean() if len(hit_ba) else 0.0) / 2
+        cov = _frac(hit_ab) / 2 + _frac(hit_ba) / 2
         row = {"partner": b.info.id, "partner_sha256": b.info.sha256, "chi_coverage@0.5": float(cov),
                "differences": differences(a, b), **decoder_match(a, b, int(cfg["hungarian_max"]))}
         per_pair.append(row)
         items.append((hit_ab.astype(float), hit_ba.astype(float)))
     # floor: the same comparison against a random SAE of the same shape (TopK with the same L0 budget)
     k = a.info.k or max(1, int(round(za.sum() / max(1, za.shape[0]))))
-    rnd = random_sae(a.d_in, a.d_sae, int(k), a.info.model_id, a.info.hook_point, seed=seed + 1).to(a.device)
+    rnd = random_sae(a.d_in, a.d_sae, min(int(k), a.d_sae), a.info.model_id, a.info.hook_point, seed=seed + 1).to(a.device)
     zr = active_matrix(rnd, ctx, rows)
     alive_r = np.asarray(zr.sum(0)).ravel() > 0
-    floor = float((max_chi(za, zr)[alive_a] > theta).mean() / 2 + (max_chi(zr, za)[alive_r] > theta).mean() / 2)
+    floor = _frac(max_chi(za, zr)[alive_a] > theta) / 2 + _frac(max_chi(zr, za)[alive_r] > theta) / 2
     values: dict[str, float | None] = {"chi_coverage@0.5_random": floor,
                                        "duplicate_fraction@0.5": float((dup[alive_a] > theta).mean()) if alive_a.any() else None}
     stds: dict[str, float] = {}
@@ -160,7 +165,7 @@ def run_stability(ctx: TaskContext) -> TaskResult:
     return TaskResult(
         values={k2: finite_or_none(v) for k2, v in values.items()},
         higher_is_better=hib,
-        floor=floor,
+        floor=finite_or_none(floor),
         ceiling=1.0,
         reasons=reasons,
         uncertainty={"chi_coverage@0.5": [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))]},
