@@ -145,8 +145,10 @@ def bench_memory(report: dict, src_home: Path) -> None:
             home = private_home(src_home)
             env = {**os.environ, "AUDIOSAEBENCH_HOME": str(home)}
             sae = _write_random(work / f"s{d_sae}", d_sae, 0)
-            code = ("import resource,sys;from audiosaebench.cli import main;rc=main(sys.argv[1:]);"
-                    "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+            # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child would report
+            # the benchmark process's own peak
+            code = ("import sys;from audiosaebench.cli import main;rc=main(sys.argv[1:]);"
+                    "print([int(x.split()[1]) for x in open('/proc/self/status') if x.startswith('VmHWM')][0])")
             t0 = time.perf_counter()
             res = subprocess.run([sys.executable, "-c", code, "evaluate", "--sae", str(sae), "--tasks", "fidelity,phoneme_probing",
                                   "--task-option", "fidelity.splice=false", "--limit", str(limit),
@@ -168,11 +170,14 @@ def bench_models(report: dict) -> None:
     rows = []
     specs = {
         "whisper-tiny (4 layers, 384)": lambda: WhisperModel(WhisperConfig(d_model=384, encoder_layers=4, decoder_layers=1,
-                                                                            encoder_attention_heads=6, encoder_ffn_dim=1536)),
+                                                                            encoder_attention_heads=6, decoder_attention_heads=6,
+                                                                            encoder_ffn_dim=1536)),
         "whisper-base (6 layers, 512)": lambda: WhisperModel(WhisperConfig(d_model=512, encoder_layers=6, decoder_layers=1,
-                                                                            encoder_attention_heads=8, encoder_ffn_dim=2048)),
+                                                                            encoder_attention_heads=8, decoder_attention_heads=8,
+                                                                            encoder_ffn_dim=2048)),
         "whisper-small (12 layers, 768)": lambda: WhisperModel(WhisperConfig(d_model=768, encoder_layers=12, decoder_layers=1,
-                                                                              encoder_attention_heads=12, encoder_ffn_dim=3072)),
+                                                                              encoder_attention_heads=12, decoder_attention_heads=12,
+                                                                              encoder_ffn_dim=3072)),
         "hubert-base (12 layers, 768)": lambda: HubertModel(HubertConfig()),
     }
     for name, make in specs.items():
@@ -237,6 +242,15 @@ def main() -> int:
 
     src = paths.home()
     report: dict = {"machine": machine(), "parts": sorted(parts)}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:  # after every part, so a failure later keeps what was measured
+        out.write_text(json.dumps(report, indent=1) + "\n")
+
+    if "models" in parts:
+        bench_models(report)
+        save()
     if "extract" in parts:
         home = private_home(src)
         os.environ["AUDIOSAEBENCH_HOME"] = str(home)
@@ -245,14 +259,13 @@ def main() -> int:
         finally:
             os.environ["AUDIOSAEBENCH_HOME"] = str(src)
             shutil.rmtree(home, ignore_errors=True)
+        save()
     if parts & {"warm", "tasks"}:
         bench_warm_and_tasks(report, src, parts)
+        save()
     if "memory" in parts:
         bench_memory(report, src)
-    if "models" in parts:
-        bench_models(report)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+        save()
     print(table(report))
     print(f"report: {args.out}")
     return 0
