@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from audiosaebench.errors import ResultError, SubmissionError
-from audiosaebench.results.validation import validate_result
+from audiosaebench.results.validation import first_schema_error, validate_result
 
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 PLACEHOLDER = "FILL IN"
@@ -58,14 +58,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 def _schema_check(doc: dict[str, Any], where: str) -> None:
-    from jsonschema import Draft202012Validator
-
-    errors = sorted(Draft202012Validator(schema()).iter_errors(doc), key=lambda e: list(e.absolute_path))
-    if errors:
-        e = errors[0]
-        path = "/".join(str(p) for p in e.absolute_path) or "(top level)"
-        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise SubmissionError(f"{where}: {path}: {e.message}{more}")
+    problem = first_schema_error(schema(), doc)
+    if problem:
+        raise SubmissionError(f"{where}: {problem}")
 
 
 def _strings(obj: Any):

@@ -41,20 +41,28 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed in a result (write null with a reason)")
 
 
-def validate_result(doc: Any, where: str = "result") -> None:
-    """Schema check plus the rules a schema cannot express; raises ResultError (one line)."""
+def first_schema_error(schema_doc: dict[str, Any], doc: Any) -> str | None:
+    """'path: message (+N more)' for the first JSON Schema violation (by path), or None."""
     from jsonschema import Draft202012Validator
 
+    errors = sorted(Draft202012Validator(schema_doc).iter_errors(doc), key=lambda e: list(e.absolute_path))
+    if not errors:
+        return None
+    e = errors[0]
+    path = "/".join(str(p) for p in e.absolute_path) or "(top level)"
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{path}: {e.message}{more}"
+
+
+def validate_result(doc: Any, where: str = "result") -> None:
+    """Schema check plus the rules a schema cannot express; raises ResultError (one line)."""
     bad = _non_finite_path(doc)
     if bad:
         raise ResultError(f"{where}: non-finite number at {bad} (NaN/Inf are never written; use null with a reason)")
 
-    errors = sorted(Draft202012Validator(schema()).iter_errors(doc), key=lambda e: list(e.absolute_path))
-    if errors:
-        e = errors[0]
-        path = "/".join(str(p) for p in e.absolute_path) or "(top level)"
-        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise ResultError(f"{where}: schema violation at {path}: {e.message}{more}")
+    problem = first_schema_error(schema(), doc)
+    if problem:
+        raise ResultError(f"{where}: schema violation at {problem}")
     m = doc["metrics"]
     if m["main_score"] not in m["values"]:
         raise ResultError(f"{where}: main score {m['main_score']!r} is not among the metric values")

@@ -89,7 +89,7 @@ def _selectivity(ctx: TaskContext, name: str, role: str, key: str, cfg, seed: in
     return classes, per_n, score(oracle), acc0
 
 
-def _leakage(ctx: TaskContext, cfg, seed: int, reasons: dict) -> dict[str, float | None]:
+def _leakage(ctx: TaskContext, cfg, seed: int, reasons: dict) -> tuple[dict[str, float | None], tuple | None]:
     """Phones -> sex and sex -> phones at frame level, normalised by the raw-dimension probe."""
     rng = np.random.default_rng(seed)
     C, cap, top_n = float(cfg["logreg_C"]), int(cfg["max_frames"]), int(cfg["leakage_top_n"])
@@ -100,7 +100,7 @@ def _leakage(ctx: TaskContext, cfg, seed: int, reasons: dict) -> dict[str, float
         if not all(c.labels.get("phones") for c in man) or not all(c.labels.get("sex") in ("M", "F") for c in man):
             for n in names:
                 reasons[n] = "the speech splits need phone alignments and speaker sex"
-            return dict.fromkeys(names)
+            return dict.fromkeys(names), None
         ph = frame_phone_ids(man, acts, ctx.model)
         sex = np.array([c.labels["sex"] == "F" for c in man])[acts.frame_clip_index()]
         rows = np.flatnonzero(ph >= 0)
@@ -114,7 +114,7 @@ def _leakage(ctx: TaskContext, cfg, seed: int, reasons: dict) -> dict[str, float
     if len(phones) < 3 or len(set(str_)) < 2 or len(set(ste)) < 2:
         for n in names:
             reasons[n] = "too few phones or only one sex in a speech split"
-        return dict.fromkeys(names)
+        return dict.fromkeys(names), None
     alive = np.flatnonzero(np.diff(ztr.indptr) > 0)
     onehot = ptr[:, None] == np.array(phones)[None, :]
     feats_a = np.unique(np.argsort(-_mean_diff(ztr, onehot), axis=1, kind="stable")[:, :top_n])
@@ -150,8 +150,7 @@ def _leakage(ctx: TaskContext, cfg, seed: int, reasons: dict) -> dict[str, float
     for n, v in out.items():
         if v is None:
             reasons[n] = "the raw-dimension probe is at chance, so leakage is undefined"
-    out["_counts"] = (len(feats_a), len(feats_b), raw_sex, raw_ph)  # type: ignore[assignment]
-    return out
+    return out, (len(feats_a), len(feats_b), raw_sex, raw_ph)
 
 
 def run_disentanglement(ctx: TaskContext) -> TaskResult:
@@ -187,8 +186,7 @@ def run_disentanglement(ctx: TaskContext) -> TaskResult:
         for n in sel_names:
             values[n] = None
             reasons[n] = "; ".join(f"{k}: {v}" for k, v in reasons.items()) or "no class family available"
-    leak = _leakage(ctx, cfg, seed, reasons)
-    counts = leak.pop("_counts", None)
+    leak, counts = _leakage(ctx, cfg, seed, reasons)
     values.update(leak)
     hib = {k: not k.startswith("leakage") for k in values}
     details: dict = {"per_family": per_family,

@@ -34,10 +34,6 @@ def _probe(xtr, ytr, xte, yte, C: float, seed: int) -> float:
     return float(clf.score(sc.transform(xte), yte))
 
 
-def _rows_of(acts, idx: np.ndarray) -> np.ndarray:
-    return np.stack([acts.rows(int(i), int(i) + 1)[0] for i in idx]) if len(idx) else np.zeros((0, acts.d), np.float32)
-
-
 def _mean_diff_sae(sae, acts, sets: dict, chunk) -> np.ndarray:
     """[n_phones, d_sae] mean difference of z between each phone's positive and negative sets."""
     phones = list(sets)
@@ -147,7 +143,7 @@ def run_probing(ctx: TaskContext) -> TaskResult:
     idx_te = np.unique(np.concatenate([np.concatenate(v) for v in ste.values()]))
     ztr = _gather_features(sae, tr, idx_tr, feats, chunk)
     zte = _gather_features(sae, te, idx_te, feats, chunk)
-    xtr_all, xte_all = _rows_of(tr, idx_tr), _rows_of(te, idx_te)
+    xtr_all, xte_all = tr.take(idx_tr), te.take(idx_te)
     pos_tr = {int(i): j for j, i in enumerate(idx_tr)}
     pos_te = {int(i): j for j, i in enumerate(idx_te)}
     C = float(cfg["logreg_C"])
