@@ -8,6 +8,7 @@ its 16-bit PCM at 16 kHz); it does not cover where the dataset root lies on disk
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,6 +19,18 @@ from audiosaebench.errors import DataError
 from audiosaebench.hashing import sha256_json
 
 MANIFEST_FORMAT = 1
+
+
+def _fail(message: str):
+    raise ValueError(message)
+
+
+def _count(value: Any, name: str) -> int:
+    """A non-negative integer field (bools and fractional numbers refused)."""
+    if (isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+            or value != int(value) or value < 0):
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -52,17 +65,25 @@ class Clip:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Clip:
-        return cls(
+        """Parse one manifest row; ValueError/TypeError/KeyError on anything out of shape."""
+        if not isinstance(d, dict):
+            raise TypeError(f"a clip row must be an object, got {type(d).__name__}")
+        labels = d.get("labels") or {}
+        segment = d.get("segment")
+        clip = cls(
             clip_id=str(d["clip_id"]),
             path=str(d["path"]),
-            n_samples=int(d["n_samples"]),
-            sample_rate=int(d["sample_rate"]),
+            n_samples=_count(d["n_samples"], "n_samples"),
+            sample_rate=_count(d["sample_rate"], "sample_rate"),
             pcm_sha256=str(d["pcm_sha256"]),
-            speaker=d.get("speaker"),
-            fold=d.get("fold"),
-            labels=dict(d.get("labels") or {}),
-            segment=tuple(d["segment"]) if d.get("segment") else None,  # type: ignore[arg-type]
+            speaker=None if d.get("speaker") is None else str(d["speaker"]),
+            fold=None if d.get("fold") is None else _count(d["fold"], "fold"),
+            labels=labels if isinstance(labels, dict) else _fail("labels must be an object"),
+            segment=(_count(segment[0], "segment"), _count(segment[1], "segment")) if segment else None,
         )
+        if clip.sample_rate == 0 or (clip.segment and (len(segment) != 2 or clip.segment[0] >= clip.segment[1])):
+            raise ValueError(f"clip {clip.clip_id!r}: sample_rate or segment out of range")
+        return clip
 
 
 @dataclass(frozen=True)
@@ -138,7 +159,7 @@ class Manifest:
             m = cls(str(d["dataset"]), str(d["split"]), str(d["version"]), clips, str(root or path.parent))
         except FileNotFoundError:
             raise DataError(f"manifest not found: {path}; run `audiosaebench data prepare`") from None
-        except (ValueError, KeyError, TypeError) as e:
+        except (ValueError, KeyError, TypeError, OverflowError) as e:
             raise DataError(f"manifest {path} is corrupt ({type(e).__name__}: {e}); re-run `audiosaebench data prepare`") from None
         if d.get("sha256") not in (None, m.sha256):
             raise DataError(f"manifest {path} was edited (its recorded sha256 no longer matches its rows)")

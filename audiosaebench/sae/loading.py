@@ -72,9 +72,9 @@ def load_sae(
         else:
             raise CheckpointError(f"{p} is not a checkpoint directory or a known checkpoint file")
     if (p / SAELENS_CFG).exists() or (p / SAELENS_WEIGHTS).exists():
-        sae = _load_saelens_dir(p, scaling_factor)
+        sae = _guarded(_load_saelens_dir, p, p / SAELENS_CFG, scaling_factor)
     elif (p / DL_WEIGHTS).exists():
-        sae = _load_dictionary_learning_dir(p)
+        sae = _guarded(_load_dictionary_learning_dir, p, p / DL_CONFIG)
     else:
         layer_dirs = sorted(d.name for d in p.iterdir() if d.is_dir() and _LAYER_DIR.match(d.name))
         pickles = sorted(f.name for f in p.iterdir() if f.suffix in PICKLE_SUFFIXES)
@@ -209,8 +209,19 @@ def fold_decoder_norm(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
 # ---------------------------------------------------------------------------------------------
 
 
+def _guarded(loader, p: Path, cfg_path: Path, *args):
+    """A config field of an unexpected type that no explicit check caught still ends as one
+    CheckpointError naming the file (found by tests/test_parsers_fuzz.py), never a traceback."""
+    try:
+        return loader(p, *args)
+    except (AttributeError, TypeError, ValueError, KeyError, OverflowError) as e:
+        raise CheckpointError(f"{cfg_path}: malformed configuration ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''})") from None
+
+
 def _is_v6(cfg: dict[str, Any]) -> bool:
-    version = cfg.get("sae_lens_version") or (cfg.get("metadata") or {}).get("sae_lens_version")
+    meta = cfg.get("metadata")
+    version = cfg.get("sae_lens_version") or (meta.get("sae_lens_version") if isinstance(meta, dict) else None)
     if version:
         try:
             return int(str(version).split(".")[0]) >= 6
