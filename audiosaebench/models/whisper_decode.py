@@ -69,13 +69,24 @@ class WhisperDecoder:
         self.suppress = torch.tensor(sorted(set(suppress)), dtype=torch.long)
         self.begin_suppress = torch.tensor(list(getattr(cfg, "begin_suppress_tokens", None) or [self.eot]), dtype=torch.long)
         self.timestamp_begin = (tid("<|notimestamps|>") or 0) + 1
+        self.no_speech = tid("<|nospeech|>") if tid("<|nospeech|>") is not None else tid("<|nocaptions|>")
 
     @torch.no_grad()
     def decode_encoder_states(self, enc: torch.Tensor, max_new_tokens: int = 96) -> list[str]:
+        return self.decode_with_no_speech(enc, max_new_tokens)[0]
+
+    @torch.no_grad()
+    def decode_with_no_speech(self, enc: torch.Tensor, max_new_tokens: int = 96) -> tuple[list[str], list[float | None]]:
+        """Greedy transcripts and, as openai-whisper computes it, the probability of the no-speech token
+        right after ``<|startoftranscript|>`` (None when the vocabulary has no such token)."""
         model = self.adapter.model
         b = enc.shape[0]
         ids = torch.tensor([self.prompt] * b, device=enc.device)
         out = model(encoder_outputs=(enc,), decoder_input_ids=ids, use_cache=True)
+        if self.no_speech is None:
+            no_speech: list[float | None] = [None] * b
+        else:
+            no_speech = out.logits[:, 0].float().softmax(-1)[:, self.no_speech].tolist()
         tokens: list[list[int]] = [[] for _ in range(b)]
         done = torch.zeros(b, dtype=torch.bool)
         for step in range(max_new_tokens):
@@ -96,7 +107,7 @@ class WhisperDecoder:
                 break
             out = model(encoder_outputs=(enc,), decoder_input_ids=nxt[:, None], past_key_values=out.past_key_values,
                         use_cache=True)
-        return [self.tok.decode(t, skip_special_tokens=True).strip() for t in tokens]
+        return [self.tok.decode(t, skip_special_tokens=True).strip() for t in tokens], no_speech
 
     @torch.no_grad()
     def transcribe(self, waves: Sequence[np.ndarray], batch_size: int = 8, max_new_tokens: int = 96) -> list[str]:

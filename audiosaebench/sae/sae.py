@@ -189,6 +189,15 @@ class SAE:
             return part
         return self.normalize_out(part, state) - self.normalize_out(torch.zeros_like(part), state)
 
+    def shift_contribution(self, x: torch.Tensor, features: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """What adding ``values`` to the codes of ``features`` on every row of ``x`` adds to its
+        reconstruction ([n, d_in]); never builds an [n, d_sae] code matrix (steering)."""
+        part = (values.to(self.dtype) @ self.params["W_dec"][features]).expand(x.shape[0], -1)
+        if self.info.normalize_activations == "none":
+            return part
+        _, state = self.normalize_in(x.to(self.dtype))
+        return self.normalize_out(part, state) - self.normalize_out(torch.zeros_like(part), state)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z, state = self.encode_with_state(x)
         return self.decode(z, state)

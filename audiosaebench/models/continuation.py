@@ -1,0 +1,161 @@
+"""Run a model from a hook point to a readout: the part of the forward pass interventions change.
+
+Causal patching runs the same clips dozens of times with different edits at one hook. Everything
+below the hook is identical across those runs, so :class:`Continuation` starts at the *input* of
+the hook's module (captured once per clip by :meth:`Continuation.inputs`) and runs that module,
+the layers above it, the final norm and a readout. The hook's module still runs, so an edit of
+its output (a pyvene component ``model.model.encoder.layers[2].output`` or a plain forward hook)
+sees exactly the tensor it would see in the full forward pass; a test checks the continuation
+against the full model.
+
+Readouts return one score per candidate label ([batch, n_labels], log-probabilities):
+
+* :class:`WhisperKeywordReadout`: the decoder's teacher-forced log-probability of each keyword
+  after the transcription prompt (tokens of a surface form summed, surface forms combined by
+  log-sum-exp);
+* :class:`ProbeReadout`: a fixed linear probe on the mean over frames of the last hidden state
+  (encoder-only models).
+
+Supported: Whisper (any ``encoder.layers.i`` or ``encoder.layer_norm``), HuBERT and wav2vec2
+(``encoder.layers.i``). WavLM layers pass a relative position bias from layer to layer, which a
+continuation would have to rebuild; it raises a clear error instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from audiosaebench.errors import AudioSAEBenchError
+from audiosaebench.models.base import Batch, _hidden, _StopForward
+from audiosaebench.models.hooks import FINAL_NORM
+
+
+class WhisperKeywordReadout(nn.Module):
+    """Scores [batch, n_keywords]: log p(keyword | prompt) from the Whisper decoder, teacher-forced."""
+
+    def __init__(self, model: nn.Module, prompt: Sequence[int], forms: Sequence[Sequence[Sequence[int]]]):
+        super().__init__()
+        if not hasattr(model, "proj_out"):
+            raise AudioSAEBenchError("the Whisper keyword readout needs the decoder and LM head "
+                                     "(WhisperForConditionalGeneration), not a bare WhisperModel")
+        self._model = (model,)  # not a submodule: the continuation owns the model's module paths
+        self.prompt = list(prompt)
+        self.forms = [[list(f) for f in fs] for fs in forms]  # per keyword, per surface form, token ids
+        if not all(self.forms) or any(not f for fs in self.forms for f in fs):
+            raise AudioSAEBenchError("every keyword needs at least one non-empty tokenisation")
+
+    def forward(self, enc: torch.Tensor) -> torch.Tensor:
+        model = self._model[0]
+        b, p = enc.shape[0], len(self.prompt)
+        ids = torch.tensor([self.prompt] * b, device=enc.device)
+        first = model(encoder_outputs=(enc,), decoder_input_ids=ids).logits[:, -1].float().log_softmax(-1)
+        per_keyword = []
+        for forms in self.forms:
+            per_form = []
+            for tokens in forms:
+                if len(tokens) == 1:
+                    per_form.append(first[:, tokens[0]])
+                    continue
+                ids = torch.tensor([self.prompt + tokens[:-1]] * b, device=enc.device)
+                logits = model(encoder_outputs=(enc,), decoder_input_ids=ids).logits.float().log_softmax(-1)
+                steps = logits[:, p - 1 :, :]
+                tok = torch.tensor(tokens, device=enc.device)
+                per_form.append(steps.gather(-1, tok[None, :, None].expand(b, -1, 1))[..., 0].sum(-1))
+            per_keyword.append(torch.logsumexp(torch.stack(per_form, -1), -1))
+        return torch.stack(per_keyword, -1)
+
+
+class ProbeReadout(nn.Module):
+    """Scores [batch, n_labels]: log-softmax of a fixed linear probe on the frame-mean hidden state."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor):
+        super().__init__()
+        self.register_buffer("weight", weight.float())
+        self.register_buffer("bias", bias.float())
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        pooled = hidden.float().mean(1)
+        return (pooled @ self.weight.T + self.bias).log_softmax(-1)
+
+
+def _pyvene_path(name: str) -> str:
+    """``model.model.encoder.layers.2`` -> ``model.model.encoder.layers[2]`` (pyvene's form)."""
+    parts = []
+    for piece in name.split("."):
+        if piece.isdigit() and parts:
+            parts[-1] += f"[{piece}]"
+        else:
+            parts.append(piece)
+    return ".".join(parts)
+
+
+class Continuation(nn.Module):
+    """``forward(hidden_in) -> readout scores``, starting at the input of the hook's module."""
+
+    def __init__(self, adapter: Any, hook: str, readout: nn.Module):
+        super().__init__()
+        family = adapter.family
+        if family not in ("whisper", "hubert", "wav2vec2"):
+            raise AudioSAEBenchError(f"interventions from a hook are not supported for {family} models "
+                                     "(supported: whisper, hubert, wav2vec2)")
+        self._adapter = (adapter,)
+        self.model = adapter.model
+        self.config = adapter.model.config
+        self.readout = readout
+        self.hook = adapter.resolve(hook)
+        enc = adapter.base_model.encoder
+        self.hook_module = adapter.module(self.hook)
+        final_norm = family == "whisper" or bool(getattr(self.config, "do_stable_layer_norm", False))
+        if self.hook.name == FINAL_NORM:
+            if not final_norm:
+                raise AudioSAEBenchError(f"{family} models without stable layer norm have no final encoder norm "
+                                         "to continue from")
+            self._layers: list[nn.Module] = []
+        else:
+            self._layers = list(enc.layers[self.hook.layer :])
+        self._final_norm = enc.layer_norm if final_norm else None
+        name = next((n for n, m in self.named_modules() if m is self.hook_module), None)
+        if name is None:  # pragma: no cover - the module comes from the same model
+            raise AudioSAEBenchError(f"cannot find the module of {self.hook.name} in the model")
+        self.module_path = name
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def component(self) -> str:
+        """The pyvene component of the hook's output, e.g. ``model.model.encoder.layers[2].output``."""
+        return _pyvene_path(self.module_path) + ".output"
+
+    def forward(self, hidden_in: torch.Tensor) -> torch.Tensor:
+        h = hidden_in
+        for layer in self._layers:
+            h = _hidden(layer(h, None))
+        if self._final_norm is not None:
+            h = self._final_norm(h)
+        return self.readout(h)
+
+    @torch.no_grad()
+    def inputs(self, batch: Batch) -> torch.Tensor:
+        """The tensor entering the hook's module for a batch ([B, T, d], all frames)."""
+        captured: list[torch.Tensor] = []
+
+        def pre_hook(_module: nn.Module, args: tuple) -> None:
+            captured.append(args[0].detach())
+            raise _StopForward
+
+        handle = self.hook_module.register_forward_pre_hook(pre_hook)
+        try:
+            self._adapter[0]._run_base(batch)
+        except _StopForward:
+            pass
+        finally:
+            handle.remove()
+        if not captured:  # pragma: no cover - the module is on the forward path
+            raise AudioSAEBenchError(f"{self.hook.name} was not reached in the forward pass")
+        return captured[0]

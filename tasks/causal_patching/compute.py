@@ -1,0 +1,343 @@
+"""causal_patching (see README.md in this folder)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from audiosaebench.baselines import identity_sae, pca_sae, random_sae
+from audiosaebench.hashing import finite_or_none
+from audiosaebench.models.base import _hidden, _with_hidden
+from audiosaebench.task import TaskContext, TaskResult
+
+log = logging.getLogger(__name__)
+MAIN_K = 20
+
+
+@dataclass
+class ClipRun:
+    """One clip's unpatched run: the input of the hook's module, the hook output on valid frames, scores."""
+
+    index: int
+    label: int
+    speaker: str
+    hidden_in: torch.Tensor  # [T, d] all frames (cpu)
+    x: torch.Tensor  # [n_valid, d] (cpu)
+    scores: np.ndarray  # [n_labels]
+
+
+@dataclass
+class Pair:
+    clean: ClipRun
+    corr: ClipRun
+
+    @property
+    def a(self) -> int:
+        return self.clean.label
+
+    @property
+    def b(self) -> int:
+        return self.corr.label
+
+    def m(self, scores: np.ndarray) -> float:
+        return float(scores[self.a] - scores[self.b])
+
+    @property
+    def m_clean(self) -> float:
+        return self.m(self.clean.scores)
+
+    @property
+    def m_corr(self) -> float:
+        return self.m(self.corr.scores)
+
+
+def _order(key: str, seed: int) -> str:
+    return hashlib.sha256(f"{seed}/{key}".encode()).hexdigest()
+
+
+def _fit_length(wave: np.ndarray, n: int) -> np.ndarray:
+    """Zero-pad or cut to ``n`` samples (Speech Commands convention: every clip is 1 s)."""
+    out = np.zeros(n, dtype=np.float32)
+    out[: min(n, len(wave))] = wave[:n]
+    return out
+
+
+def _candidates(ctx: TaskContext, keywords: list[str], label_key: str, max_pairs: int, seed: int) -> list[tuple[int, Any]]:
+    """Clips of the speakers (seeded order) needed for up to ``max_pairs`` pairs."""
+    manifest = ctx.manifest("commands_test")
+    by_speaker: dict[str, list[tuple[int, Any]]] = defaultdict(list)
+    for i, c in enumerate(manifest.clips):
+        if c.speaker and c.labels.get(label_key) in keywords:
+            by_speaker[c.speaker].append((i, c))
+    usable = {s: v for s, v in by_speaker.items() if len({c.labels[label_key] for _, c in v}) >= 2}
+    out: list[tuple[int, Any]] = []
+    for s in sorted(usable, key=lambda s: _order(s, seed)):
+        if len(out) >= 3 * max_pairs:
+            break
+        out += usable[s]
+    return out
+
+
+def _unpatched_runs(ctx, cont, clips, keywords, label_key, n_samples, n_valid, batch_size) -> list[ClipRun]:
+    ad, manifest = ctx.adapter, ctx.manifest("commands_test")
+    runs: list[ClipRun] = []
+    for start in range(0, len(clips), batch_size):
+        part = clips[start : start + batch_size]
+        batch = ad.prepare([_fit_length(manifest.load(c, verify=True), n_samples) for _, c in part])
+        hin = cont.inputs(batch)
+        captured = {}
+        handle = cont.hook_module.register_forward_hook(lambda _m, _i, o, c=captured: c.__setitem__("x", _hidden(o)))
+        try:
+            with torch.no_grad():
+                scores = cont(hin).float().cpu().numpy()
+        finally:
+            handle.remove()
+        for j, (i, c) in enumerate(part):
+            runs.append(ClipRun(i, keywords.index(c.labels[label_key]), c.speaker, hin[j].cpu(),
+                                captured["x"][j, :n_valid].float().cpu(), scores[j]))
+    return runs
+
+
+def _pairs(runs: list[ClipRun], max_pairs: int, min_effect: float, seed: int) -> tuple[list[Pair], int]:
+    """Each clip is clean at most once; its corrupted partner is the first same-speaker clip (seeded
+    order) with another keyword and m_clean - m_corr >= min_effect. Speakers take turns."""
+    by_speaker: dict[str, list[ClipRun]] = defaultdict(list)
+    for r in runs:
+        by_speaker[r.speaker].append(r)
+    queues = []
+    considered = 0
+    for s in sorted(by_speaker, key=lambda s: _order(s, seed)):
+        rs = sorted(by_speaker[s], key=lambda r: _order(str(r.index), seed))
+        found = []
+        for clean in rs:
+            for corr in sorted(rs, key=lambda r: _order(f"{clean.index}/{r.index}", seed)):
+                if corr.label == clean.label:
+                    continue
+                considered += 1
+                p = Pair(clean, corr)
+                if p.m_clean - p.m_corr >= min_effect:
+                    found.append(p)
+                    break
+        queues.append(found)
+    out: list[Pair] = []
+    while len(out) < max_pairs and any(queues):
+        for q in queues:
+            if q and len(out) < max_pairs:
+                out.append(q.pop(0))
+    return out, considered
+
+
+def _output_gradients(cont, pairs: list[Pair], n_valid: int, batch_size: int) -> list[torch.Tensor]:
+    """d m / d x at the hook on the corrupted run's valid frames, per pair ([n_valid, d], cpu)."""
+    grads: list[torch.Tensor] = []
+    dev = cont.device
+    for start in range(0, len(pairs), batch_size):
+        part = pairs[start : start + batch_size]
+        hin = torch.stack([p.corr.hidden_in for p in part]).to(dev)
+        leaf: dict[str, torch.Tensor] = {}
+
+        def hook_fn(_m, _i, output, leaf=leaf):
+            h = _hidden(output).detach().requires_grad_(True)
+            leaf["x"] = h
+            return _with_hidden(output, h)
+
+        handle = cont.hook_module.register_forward_hook(hook_fn)
+        try:
+            with torch.enable_grad():
+                scores = cont(hin)
+                rows = torch.arange(len(part), device=dev)
+                a = torch.tensor([p.a for p in part], device=dev)
+                b = torch.tensor([p.b for p in part], device=dev)
+                (scores[rows, a] - scores[rows, b]).sum().backward()
+        finally:
+            handle.remove()
+        grads += [g[:n_valid].float().cpu() for g in leaf["x"].grad]
+    return grads
+
+
+def feature_attribution(sae, x_clean: torch.Tensor, x_corr: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """sum over frames of (z_clean - z_corr) * d m / d z, with d m / d z = <d m / d x, d x / d z> at the
+    corrupted run (x = decode(z) + error, so d x / d z_j is feature j's contribution per unit)."""
+    dev = sae.device
+    z_clean = sae.encode(x_clean.to(dev))
+    z_corr, state = sae.encode_with_state(x_corr.to(dev))
+    z = z_corr.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        every = torch.arange(sae.d_sae, device=dev)
+        (sae.contribution(z, every, state) * grad.to(dev)).sum().backward()
+    return ((z_clean - z_corr) * z.grad).sum(0).float().cpu()
+
+
+def top_k(attribution: torch.Tensor, k: int) -> list[int]:
+    """The k features with the largest (signed) attribution; ties broken by feature index."""
+    order = np.lexsort((np.arange(len(attribution)), -attribution.numpy()))
+    return [int(i) for i in order[:k]]
+
+
+def _patched_scores(patcher, pairs: list[Pair], features: list[list[int]], mode: str, n_valid: int,
+                    batch_size: int) -> np.ndarray:
+    dev = patcher.continuation.device
+    out = []
+    positions_all = list(range(n_valid))
+    for start in range(0, len(pairs), batch_size):
+        part = pairs[start : start + batch_size]
+        base = torch.stack([(p.corr if mode == "patch" else p.clean).hidden_in for p in part]).to(dev)
+        source = torch.stack([p.clean.x for p in part]).to(dev, base.dtype)
+        scores = patcher(base, [positions_all] * len(part), features[start : start + batch_size], source, mode)
+        out.append(scores.float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0))
+
+
+def _bases(ctx: TaskContext, cfg: dict[str, Any], seed: int) -> dict[str, Any]:
+    sae = ctx.sae
+    model_id, hook = sae.info.model_id, sae.info.hook_point
+    out: dict[str, Any] = {"sae": sae}
+    refs = list(cfg["references"])
+    unknown = set(refs) - {"neurons", "pca", "random"}
+    if unknown:
+        from audiosaebench.errors import TaskError
+
+        raise TaskError(f"causal_patching references must be among neurons, pca, random; got {sorted(unknown)}")
+    if "neurons" in refs:
+        out["neurons"] = identity_sae(sae.d_in, model_id, hook).to(sae.device)
+    if "pca" in refs:
+        acts = ctx.activations("commands_train")
+        rng = np.random.default_rng(seed)
+        n = min(acts.n_frames, int(cfg["pca_max_frames"]))
+        rows = np.sort(rng.choice(acts.n_frames, n, replace=False))
+        out["pca"] = pca_sae(acts.take(rows), model_id, hook).to(sae.device)
+    if "random" in refs:
+        k = max(1, min(sae.info.k or 32, sae.d_sae))
+        out["random"] = random_sae(sae.d_in, sae.d_sae, k, model_id, hook, seed=seed + 21).to(sae.device)
+    return out
+
+
+def _interval(values: np.ndarray, idx: np.ndarray) -> list[float]:
+    bs = values[idx].mean(1)
+    return [float(np.percentile(bs, 2.5)), float(np.percentile(bs, 97.5))]
+
+
+def _null(reason: str, cfg: dict[str, Any]) -> TaskResult:
+    names = [f"recovery@{k}" for k in sorted({int(k) for k in cfg["ks"]} | {MAIN_K})]
+    return TaskResult(values=dict.fromkeys(names), higher_is_better=dict.fromkeys(names, True),
+                      reasons=dict.fromkeys(names, reason))
+
+
+def run_causal_patching(ctx: TaskContext) -> TaskResult:
+    from audiosaebench.interventions import FeaturePatcher
+    from audiosaebench.models.continuation import Continuation
+    from audiosaebench_tasks.causal_patching.readout import build_readout
+
+    cfg, seed = ctx.config, ctx.seed
+    keywords = [str(k) for k in cfg["keywords"]]
+    label_key = str(cfg["label_key"])
+    ks = sorted({int(k) for k in cfg["ks"]} | {MAIN_K})  # the main score is always computed
+    max_pairs, batch_size = int(cfg["max_pairs"]), int(cfg["batch_size"])
+    ad, sae = ctx.adapter, ctx.sae
+    n_samples = int(round(float(cfg["clip_seconds"]) * 16_000))
+    n_valid = ad.valid_frames(n_samples)
+
+    clips = _candidates(ctx, keywords, label_key, max_pairs, seed)
+    if not clips:
+        return _null(f"commands_test has no speaker with two different keywords among {keywords} "
+                     f"(label {label_key!r})", cfg)
+    if ad.family == "whisper" and not (Path(ad.source_dir or "") / "tokenizer.json").exists():
+        return _null(f"the Whisper model folder has no tokenizer.json ({ad.source_dir}); the keyword readout needs it", cfg)
+    readout, readout_info = build_readout(ctx, keywords, label_key, float(cfg["probe_C"]))
+    cont = Continuation(ad, sae.info.hook_point, readout)
+    runs = _unpatched_runs(ctx, cont, clips, keywords, label_key, n_samples, n_valid, batch_size)
+    pairs, considered = _pairs(runs, max_pairs, float(cfg["min_effect"]), seed)
+    clean_acc = float(np.mean([int(np.argmax(r.scores)) == r.label for r in runs]))
+    if not pairs:
+        return _null(f"no minimal pair with m_clean - m_corr >= {cfg['min_effect']} among {considered} candidates "
+                     f"(the readout's accuracy on the clean clips is {clean_acc:.2f})", cfg)
+    m_clean = np.array([p.m_clean for p in pairs])
+    m_corr = np.array([p.m_corr for p in pairs])
+    denom = m_clean - m_corr
+
+    grads = _output_gradients(cont, pairs, n_valid, batch_size)
+    bases = _bases(ctx, cfg, seed)
+    ceiling_basis = bases["neurons"] if "neurons" in bases else identity_sae(
+        sae.d_in, sae.info.model_id, sae.info.hook_point).to(sae.device)
+
+    per_pair: dict[str, np.ndarray] = {}
+    details: dict[str, Any] = {"per_basis": {}}
+
+    def run(basis, features, mode) -> np.ndarray:
+        return _patched_scores(FeaturePatcher(cont, basis), pairs, features, mode, n_valid, batch_size)
+
+    def recovery(scores: np.ndarray) -> np.ndarray:
+        return (np.array([p.m(s) for p, s in zip(pairs, scores, strict=True)]) - m_corr) / denom
+
+    every = [list(range(ceiling_basis.d_sae))] * len(pairs)
+    per_pair["recovery_ceiling"] = recovery(run(ceiling_basis, every, "patch"))
+    for name, basis in bases.items():
+        attrs = [feature_attribution(basis, p.clean.x, p.corr.x, g) for p, g in zip(pairs, grads, strict=True)]
+        info: dict[str, Any] = {"id": basis.info.id, "d_sae": basis.d_sae}
+        for k in ks:
+            kk = min(k, basis.d_sae)
+            feats = [top_k(a, kk) for a in attrs]
+            scores = run(basis, feats, "patch")
+            suffix = "" if name == "sae" else f"_{name}"
+            per_pair[f"recovery@{k}{suffix}"] = recovery(scores)
+            if name == "sae":
+                per_pair[f"interchange_accuracy@{k}"] = np.array(
+                    [float(int(np.argmax(s)) == p.a) for p, s in zip(pairs, scores, strict=True)])
+                ablated = run(basis, feats, "ablate")
+                per_pair[f"necessity@{k}"] = (m_clean - np.array([p.m(s) for p, s in zip(pairs, ablated, strict=True)])) / denom
+                info.setdefault("features@k", {})[str(k)] = sorted({f for fs in feats for f in fs})[:200]
+        if name == "sae":
+            per_pair["recovery_all_features"] = recovery(run(basis, [list(range(basis.d_sae))] * len(pairs), "patch"))
+        details["per_basis"][name] = info
+
+    if "random" in bases:  # paired over the same pairs: tighter than comparing two intervals
+        for k in ks:
+            per_pair[f"recovery@{k}_gain_over_random"] = per_pair[f"recovery@{k}"] - per_pair[f"recovery@{k}_random"]
+    n_boot = int(cfg["bootstrap_resamples"])
+    idx = np.random.default_rng(seed).integers(0, len(pairs), (n_boot, len(pairs)))
+    values: dict[str, float | None] = {}
+    unc: dict[str, list[float]] = {}
+    for name, arr in per_pair.items():
+        values[name] = finite_or_none(float(arr.mean()))
+        unc[name] = _interval(arr, idx)
+        if name.startswith("recovery@") and "_" not in name:
+            values[name.replace("recovery@", "recovery_median@")] = finite_or_none(float(np.median(arr)))
+    values["n_pairs"] = float(len(pairs))
+    details.update(readout_info)
+    details.update({
+        "pairs": [{"clean": ctx.manifest("commands_test").clips[p.clean.index].clip_id,
+                   "corrupted": ctx.manifest("commands_test").clips[p.corr.index].clip_id,
+                   "a": keywords[p.a], "b": keywords[p.b], "m_clean": round(p.m_clean, 4), "m_corr": round(p.m_corr, 4)}
+                  for p in pairs],
+        "candidate_pairs_considered": considered,
+        "readout_accuracy_clean_clips": round(clean_acc, 4),
+        "patched_frames": n_valid,
+        "intervention": f"pyvene {_pyvene_version()} component {cont.component}",
+    })
+    hib = {k: True for k in values}
+    hib["n_pairs"] = True
+    return TaskResult(
+        values=values,
+        higher_is_better=hib,
+        floor=values.get("recovery@20_random"),
+        ceiling=values.get("recovery_ceiling"),
+        uncertainty=unc,
+        uncertainty_method="percentile bootstrap over minimal pairs, 95%",
+        uncertainty_n=n_boot,
+        details=details,
+        frames={"commands_test": n_valid * len({p.clean.index for p in pairs} | {p.corr.index for p in pairs}),
+                "commands_train": ctx.activations("commands_train").n_frames if "pca" in bases else 0},
+    )
+
+
+def _pyvene_version() -> str:
+    from importlib.metadata import version
+
+    return version("pyvene")

@@ -1,0 +1,117 @@
+"""causal_patching mechanics: the continuation, pyvene vs a plain hook, pyvene's hook hazard, and
+the encoder-only (probe) path end to end on the toy suite."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from audiosaebench.baselines import identity_sae, random_sae
+from audiosaebench.interventions import FeaturePatcher, HookFeaturePatcher
+
+HOOK = "encoder.layers.2"
+MODEL = "openai/whisper-tiny.en"
+
+
+@pytest.fixture(scope="module")
+def whisper(tiny_en_dir, mini_suite):
+    from audiosaebench.data.suites import load_suite
+    from audiosaebench.models.continuation import Continuation
+    from audiosaebench.models.loading import load_adapter
+    from audiosaebench_tasks.causal_patching import KEYWORDS
+    from audiosaebench_tasks.causal_patching.readout import whisper_readout
+
+    ad = load_adapter(MODEL)
+    readout, _ = whisper_readout(ad, list(KEYWORDS))
+    cont = Continuation(ad, HOOK, readout)
+    m = load_suite("mini", mini_suite[0]).split("commands_test")
+    clips = [c for c in m.clips if c.labels.get("keyword") in ("go", "no")][:4]
+    batch = ad.prepare([m.load(c) for c in clips])
+    return ad, cont, batch
+
+
+def _hook_output(cont, hidden_in):
+    got = {}
+    h = cont.hook_module.register_forward_hook(lambda _m, _i, o: got.__setitem__("x", o[0] if isinstance(o, tuple) else o))
+    try:
+        with torch.no_grad():
+            scores = cont(hidden_in)
+    finally:
+        h.remove()
+    return got["x"], scores
+
+
+def test_continuation_matches_the_full_forward_pass(whisper):
+    ad, cont, batch = whisper
+    with torch.no_grad():
+        enc = ad.base_model.encoder(batch.inputs["input_features"]).last_hidden_state
+        full = cont.readout(enc)
+        part = cont(cont.inputs(batch))
+    assert cont.component == "model.model.encoder.layers[2].output"
+    torch.testing.assert_close(part, full, rtol=0, atol=1e-5)
+
+
+def test_pyvene_edit_equals_a_plain_forward_hook_and_keeps_other_hooks(whisper):
+    ad, cont, batch = whisper
+    hin = cont.inputs(batch)
+    x, _ = _hook_output(cont, hin)
+    sae = random_sae(384, 1536, 32, MODEL, HOOK, seed=3)
+    positions = [list(range(50))] * 2
+    feats = [[0, 5, 17, 400], list(range(0, 1536, 7))]
+    fired = []
+    keep = ad.base_model.encoder.layers[3].register_forward_hook(lambda *a: fired.append(1))
+    try:
+        for mode in ("patch", "ablate"):
+            a = FeaturePatcher(cont, sae)(hin[2:], positions, feats, x[:2, :50], mode)
+            b = HookFeaturePatcher(cont, sae)(hin[2:], positions, feats, x[:2, :50], mode)
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+            assert not torch.allclose(a, cont(hin[2:]))  # the edit changed something
+        n = len(fired)
+        with torch.no_grad():
+            cont(hin[:1])
+        assert len(fired) == n + 1, "pyvene removed a forward hook registered by someone else"
+    finally:
+        keep.remove()
+
+
+def test_patching_every_feature_of_a_lossless_basis_on_every_frame_recovers_exactly(whisper):
+    """k = d_sae with the identity basis on all frames turns the corrupted run into the clean one."""
+    ad, cont, batch = whisper
+    hin = cont.inputs(batch)
+    x, scores = _hook_output(cont, hin)
+    sae = identity_sae(384, MODEL, HOOK)
+    every_frame = [list(range(x.shape[1]))] * 2
+    patched = FeaturePatcher(cont, sae)(hin[2:], every_frame, [list(range(sae.d_sae))] * 2, x[:2], "patch")
+    torch.testing.assert_close(patched, scores[:2], rtol=0, atol=1e-3)
+    m_clean, m_corr = scores[:2, 9] - scores[:2, 1], scores[2:, 9] - scores[2:, 1]  # go vs no
+    recovery = ((patched[:, 9] - patched[:, 1]) - m_corr) / (m_clean - m_corr)
+    assert recovery.numpy() == pytest.approx(np.ones(2), abs=1e-3)
+
+
+def test_encoder_only_path_end_to_end_with_a_cached_probe(tiny_models, toy_dir, home, tmp_path):
+    """HuBERT (random init) on the toy suite: the probe readout, the task's result and its cache."""
+    from audiosaebench.data.suites import load_suite
+    from audiosaebench.evaluation import evaluate
+    from audiosaebench.models.loading import load_adapter
+
+    ad = load_adapter(str(tiny_models["hubert"]))
+    hook = "encoder.layers.1"
+    sae = identity_sae(16, str(tiny_models["hubert"]), hook)
+    options = {"label_key": "category", "keywords": ["voiced", "noise", "chirp"], "ks": [1, 32], "max_pairs": 3,
+               "min_effect": 0.0, "references": ["random"], "bootstrap_resamples": 50}
+    suite = load_suite("toy", toy_dir)
+    rec = evaluate([sae], "causal_patching", suite=suite, out=tmp_path / "a", progress=False,
+                   task_config={"causal_patching": options})[0]
+    v = rec["metrics"]["values"]
+    assert rec["details"]["readout"].startswith("linear keyword probe") and v["n_pairs"] >= 1
+    # every feature of the lossless identity basis = the raw valid-frame patch (the ceiling)
+    assert v["recovery@32"] == pytest.approx(v["recovery_ceiling"], abs=1e-4)
+    assert v["recovery_all_features"] == pytest.approx(v["recovery_ceiling"], abs=1e-4)
+    probes = list((home / "probes").glob("*.safetensors"))
+    assert len(probes) == 1
+    probes[0].write_bytes(b"not a safetensors file")  # a corrupt cache entry is rebuilt, not trusted
+    again = evaluate([sae], "causal_patching", suite=suite, out=tmp_path / "b", progress=False,
+                     task_config={"causal_patching": options})[0]
+    assert again["metrics"]["values"]["recovery@32"] == pytest.approx(v["recovery@32"], abs=1e-6)
+    assert ad.family == "hubert"
