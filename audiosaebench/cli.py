@@ -92,6 +92,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         seed=args.seed,
         task_config=_task_config(args.task_option or []),
         progress=not args.no_progress,
+        partners=args.partner,
     )
     print(summary_table(records))
     if args.limit is not None:
@@ -215,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="score one or more SAEs on metric tasks")
     e.add_argument("--sae", action="append", required=True, help="checkpoint folder (repeat for several SAEs)")
+    e.add_argument("--partner", action="append", default=[],
+                   help="an SAE (folder), a submission folder or a folder of submissions that multi-SAE tasks "
+                        "(stability, cross_model_alignment) compare against without evaluating it (repeatable)")
     e.add_argument("--tasks", default="all", help="'all' or a comma-separated list")
     e.add_argument("--suite", default="mini", choices=["mini", "full", "toy"])
     e.add_argument("--data-dir", default=None, help="where the suite's data lies (default: the user cache)")

@@ -202,8 +202,12 @@ def evaluate(
     task_config: dict[str, dict[str, Any]] | None = None,
     kind: str = "submission",
     progress: bool = True,
+    partners: Sequence[Any] = (),
 ) -> list[dict[str, Any]]:
-    """Evaluate one or more SAEs on tasks; write ``<out>/<sae id>/<task>.json``; return the records."""
+    """Evaluate one or more SAEs on tasks; write ``<out>/<sae id>/<task>.json``; return the records.
+
+    ``partners`` (SAE objects, or paths resolved by :func:`audiosaebench.partners.resolve_partners`)
+    are seen by multi-SAE tasks beside the evaluated SAEs but are not evaluated themselves."""
     from audiosaebench.models.loading import load_adapter
     from audiosaebench.sae import SAE, load_sae
 
@@ -213,6 +217,12 @@ def evaluate(
     loaded: list[SAE] = [s if isinstance(s, SAE) else load_sae(s, hook_point=hook, model_id=model) for s in saes]
     if not loaded:
         raise AudioSAEBenchError("no SAE given (--sae PATH)")
+    from audiosaebench.partners import resolve_partners
+
+    paths_given = [p for p in partners if not isinstance(p, SAE)]
+    extra = [p for p in partners if isinstance(p, SAE)] + (resolve_partners(paths_given, loaded) if paths_given else [])
+    evaluated = len(loaded)
+    loaded = loaded + extra
     ids = [s.info.id for s in loaded]
     if len(set(ids)) != len(ids):
         raise AudioSAEBenchError(f"two SAEs share the id {next(i for i in ids if ids.count(i) > 1)!r}")
@@ -239,7 +249,7 @@ def evaluate(
 
     records = []
     out = Path(out)
-    for s in loaded:
+    for s in loaded[:evaluated]:
         ad = adapters[model or s.info.model_id]
         for task_cls in task_classes:
             task = task_cls()

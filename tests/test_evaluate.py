@@ -288,3 +288,41 @@ def test_align_frames_matches_centre_times():
     # every coarse frame once, paired with the fine frame nearest in time; the empty clip is skipped
     np.testing.assert_array_equal(rb, [0, 1, 2, 3, 4, 7, 8, 9])
     np.testing.assert_array_equal(ra, [0, 2, 4, 6, 8, 10, 12, 14])
+
+
+def test_partner_is_compared_but_not_evaluated_and_submission_partners_are_checked(home, tmp_path, tiny_models, toy_dir,
+                                                                                    capsys):
+    import yaml
+
+    from audiosaebench.sae import load_sae
+
+    w = _sae(tmp_path, tiny_models, "w")
+    h = fx.write_saelens_v6(tmp_path / "subs" / "ref-h" / "ckpt", "topk", fx.random_params("topk", 16, 64, seed=3),
+                            k=8, model=str(tiny_models["hubert"]), hook="encoder.layers.1")
+    out = tmp_path / "out"
+    assert _eval(["--sae", str(w), "--partner", str(h), "--tasks", "cross_model_alignment", "--out", str(out)], toy_dir) == 0
+    (doc,) = [read_result(p) for p in out.rglob("*.json")]  # the partner itself is not evaluated
+    assert doc["partner_saes"][0]["model_id"] == str(tiny_models["hubert"])
+    # a submission folder as partner: its checkpoint.location is loaded and must match sae_sha256
+    meta = {"id": "ref-h", "kind": "reference", "model": {"id": str(tiny_models["hubert"])},
+            "hook_point": "encoder.layers.1", "sae_sha256": load_sae(h).info.sha256, "checkpoint": {"location": "ckpt"}}
+    (tmp_path / "subs" / "ref-h" / "submission.yaml").write_text(yaml.safe_dump(meta))
+    # ... found by discovery in a folder of submissions (reference, other model)
+    out2 = tmp_path / "out2"
+    assert _eval(["--sae", str(w), "--partner", str(tmp_path / "subs"), "--tasks", "cross_model_alignment",
+                  "--out", str(out2)], toy_dir) == 0
+    (doc2,) = [read_result(p) for p in out2.rglob("*.json")]
+    assert doc2["partner_saes"][0]["id"] == "ref-h"
+    meta["sae_sha256"] = "0" * 64
+    (tmp_path / "subs" / "ref-h" / "submission.yaml").write_text(yaml.safe_dump(meta))
+    capsys.readouterr()
+    assert _eval(["--sae", str(w), "--partner", str(tmp_path / "subs" / "ref-h"), "--tasks", "cross_model_alignment",
+                  "--out", str(tmp_path / "o3")], toy_dir) != 0
+    assert "not the declared sae_sha256" in capsys.readouterr().err
+    meta["checkpoint"]["location"] = "rebuilt by train-reference (not uploaded)"
+    (tmp_path / "subs" / "ref-h" / "submission.yaml").write_text(yaml.safe_dump(meta))
+    assert _eval(["--sae", str(w), "--partner", str(tmp_path / "subs"), "--tasks", "cross_model_alignment",
+                  "--out", str(tmp_path / "o4")], toy_dir) != 0
+    err = capsys.readouterr().err
+    assert "no loadable reference SAE" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o3").exists() and not (tmp_path / "o4").exists()
