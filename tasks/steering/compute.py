@@ -168,7 +168,7 @@ def run_steering(ctx: TaskContext) -> TaskResult:
     sp_idx = sorted(rng.choice(len(m_sp), n_sp, replace=False).tolist())
     refs = [m_sp.clips[i].labels["text"] for i in sp_idx]
     ns_tokens, sp_tokens = int(cfg["nonspeech_max_new_tokens"]), int(cfg["max_new_tokens"])
-    key = {"model": ad.identity.to_dict(), "dtype": str(ad.dtype), "hook": cont.hook.name, "alphas": alphas,
+    key = {"model": ad.identity.to_dict(), "dtype": str(ad.dtype), "hook": cont.hook.name,
            "manifests": [m.sha256 for m in (m_nstr, m_sptr, m_ns, m_sp)], "speech": sp_idx,
            "tokens": [ns_tokens, sp_tokens]}
     lazy: dict[str, Windows] = {}
@@ -229,7 +229,7 @@ def run_steering(ctx: TaskContext) -> TaskResult:
 
     budget = float(cfg["wer_budget"])
     sae_curve = _sweep("sae", alphas, sae_edit, run_ns, run_sp, refs, zero)
-    md_curve = _cache({**key, "part": "mean_difference", "train_hallucinated": halluc_train.tolist()},
+    md_curve = _cache({**key, "part": "mean_difference", "alphas": alphas, "train_hallucinated": halluc_train.tolist()},
                       lambda: _sweep("mean_difference", alphas, md_edit, run_ns, run_sp, refs, zero))
 
     values: dict[str, float | None] = {}
