@@ -111,7 +111,11 @@ def test_encoder_only_path_end_to_end_with_a_cached_probe(tiny_models, toy_dir, 
     probes = list((home / "probes").glob("*.safetensors"))
     assert len(probes) == 1
     probes[0].write_bytes(b"not a safetensors file")  # a corrupt cache entry is rebuilt, not trusted
+    refs = sorted((home / "causal-cache").glob("*.json"))  # the ceiling and the random reference
+    assert len(refs) == 2
+    refs[0].write_text("{truncated")
     again = evaluate([sae], "causal_patching", suite=suite, out=tmp_path / "b", progress=False,
                      task_config={"causal_patching": options})[0]
-    assert again["metrics"]["values"]["recovery@32"] == pytest.approx(v["recovery@32"], abs=1e-6)
+    for name in ("recovery@32", "recovery@20_random", "recovery_ceiling", "recovery@20_gain_over_random"):
+        assert again["metrics"]["values"][name] == pytest.approx(v[name], abs=1e-6), name
     assert ad.family == "hubert"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,7 @@ from audiosaebench.task import TaskContext, TaskResult
 
 log = logging.getLogger(__name__)
 MAIN_K = 20
+REFERENCE_CACHE_VERSION = 1
 
 
 @dataclass
@@ -276,26 +279,43 @@ def run_causal_patching(ctx: TaskContext) -> TaskResult:
     def recovery(scores: np.ndarray) -> np.ndarray:
         return (np.array([p.m(s) for p, s in zip(pairs, scores, strict=True)]) - m_corr) / denom
 
+    # SAE-independent parts (the ceiling, the neuron and PCA references, and the random reference,
+    # which depends only on the SAE's shape) are cached per model, hook, data, pairs and options
+    shared_key = {"v": REFERENCE_CACHE_VERSION, "model": ad.identity.to_dict(), "dtype": str(ad.dtype),
+                  "hook": cont.hook.name, "manifests": [ctx.manifest(r).sha256 for r in ("commands_test", "commands_train")],
+                  "pairs": [(p.clean.index, p.corr.index) for p in pairs], "seed": seed, "ks": ks, "n_valid": n_valid,
+                  "options": {k: cfg[k] for k in ("keywords", "label_key", "clip_seconds", "pca_max_frames", "probe_C")}}
+
+    def cached(name: str, basis, compute):
+        key = {**shared_key, "basis": name, "basis_sha256": basis.info.sha256}
+        return _reference_cache(key, compute)
+
     every = [list(range(ceiling_basis.d_sae))] * len(pairs)
-    per_pair["recovery_ceiling"] = recovery(run(ceiling_basis, every, "patch"))
+    per_pair["recovery_ceiling"] = np.array(cached("ceiling", ceiling_basis, lambda: {
+        "recovery_ceiling": recovery(run(ceiling_basis, every, "patch")).tolist()})["recovery_ceiling"])
     for name, basis in bases.items():
-        attrs = [feature_attribution(basis, p.clean.x, p.corr.x, g) for p, g in zip(pairs, grads, strict=True)]
         info: dict[str, Any] = {"id": basis.info.id, "d_sae": basis.d_sae}
-        for k in ks:
-            kk = min(k, basis.d_sae)
-            feats = [top_k(a, kk) for a in attrs]
-            scores = run(basis, feats, "patch")
-            suffix = "" if name == "sae" else f"_{name}"
-            per_pair[f"recovery@{k}{suffix}"] = recovery(scores)
-            if name == "sae":
-                per_pair[f"interchange_accuracy@{k}"] = np.array(
-                    [float(int(np.argmax(s)) == p.a) for p, s in zip(pairs, scores, strict=True)])
-                ablated = run(basis, feats, "ablate")
-                per_pair[f"necessity@{k}"] = (m_clean - np.array([p.m(s) for p, s in zip(pairs, ablated, strict=True)])) / denom
-                info.setdefault("features@k", {})[str(k)] = sorted({f for fs in feats for f in fs})[:200]
-        if name == "sae":
-            per_pair["recovery_all_features"] = recovery(run(basis, [list(range(basis.d_sae))] * len(pairs), "patch"))
         details["per_basis"][name] = info
+        if name != "sae":
+
+            def reference(basis=basis, name=name) -> dict:
+                attrs = [feature_attribution(basis, p.clean.x, p.corr.x, g) for p, g in zip(pairs, grads, strict=True)]
+                return {f"recovery@{k}_{name}": recovery(run(basis, [top_k(a, min(k, basis.d_sae)) for a in attrs],
+                                                               "patch")).tolist() for k in ks}
+
+            per_pair.update({k: np.array(v) for k, v in cached(name, basis, reference).items()})
+            continue
+        attrs = [feature_attribution(basis, p.clean.x, p.corr.x, g) for p, g in zip(pairs, grads, strict=True)]
+        for k in ks:
+            feats = [top_k(a, min(k, basis.d_sae)) for a in attrs]
+            scores = run(basis, feats, "patch")
+            per_pair[f"recovery@{k}"] = recovery(scores)
+            per_pair[f"interchange_accuracy@{k}"] = np.array(
+                [float(int(np.argmax(s)) == p.a) for p, s in zip(pairs, scores, strict=True)])
+            ablated = run(basis, feats, "ablate")
+            per_pair[f"necessity@{k}"] = (m_clean - np.array([p.m(s) for p, s in zip(pairs, ablated, strict=True)])) / denom
+            info.setdefault("features@k", {})[str(k)] = sorted({f for fs in feats for f in fs})[:200]
+        per_pair["recovery_all_features"] = recovery(run(basis, [list(range(basis.d_sae))] * len(pairs), "patch"))
 
     if "random" in bases:  # paired over the same pairs: tighter than comparing two intervals
         for k in ks:
@@ -335,6 +355,26 @@ def run_causal_patching(ctx: TaskContext) -> TaskResult:
         frames={"commands_test": n_valid * len({p.clean.index for p in pairs} | {p.corr.index for p in pairs}),
                 "commands_train": ctx.activations("commands_train").n_frames if "pca" in bases else 0},
     )
+
+
+def _reference_cache(key: dict, compute) -> dict:
+    """Per-pair values of an SAE-independent reference: read from the cache, or computed and written."""
+    from audiosaebench import paths
+    from audiosaebench.hashing import sha256_json
+
+    path = paths.home() / "causal-cache" / f"{sha256_json(key)}.json"
+    try:
+        got = json.loads(path.read_text())
+        if isinstance(got, dict) and all(isinstance(v, list) and len(v) == len(key["pairs"]) for v in got.values()):
+            return got
+    except (OSError, ValueError):
+        pass
+    out = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(out))
+    os.replace(tmp, path)
+    return out
 
 
 def _pyvene_version() -> str:
