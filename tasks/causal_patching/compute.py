@@ -125,7 +125,8 @@ def _pairs(runs: list[ClipRun], max_pairs: int, min_effect: float, seed: int) ->
                     continue
                 considered += 1
                 p = Pair(clean, corr)
-                if p.m_clean - p.m_corr >= min_effect:
+                gap = p.m_clean - p.m_corr
+                if gap >= min_effect and gap > 1e-6:  # recovery divides by the gap
                     found.append(p)
                     break
         queues.append(found)
