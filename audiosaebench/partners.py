@@ -25,11 +25,10 @@ from audiosaebench.errors import AudioSAEBenchError, CheckpointError
 log = logging.getLogger(__name__)
 
 
-def _submission_sae(folder: Path) -> Any:
-    from audiosaebench.leaderboard.submission import read_yaml
+def _submission_sae(folder: Path, meta: dict[str, Any]) -> Any:
+    """The SAE a submission's ``submission.yaml`` (already read into ``meta``) points at, hash-checked."""
     from audiosaebench.sae import load_sae
 
-    meta = read_yaml(folder / "submission.yaml")
     ckpt = meta.get("checkpoint") or {}
     location = str(ckpt.get("location") or "").strip()
     where = f"partner submission {meta.get('id', folder.name)}"
@@ -50,6 +49,7 @@ def _submission_sae(folder: Path) -> Any:
 
 def resolve_partners(refs: Sequence[str | Path], evaluated: Iterable[Any]) -> list[Any]:
     """Load the partner SAEs named by ``refs`` (see the module docstring)."""
+    from audiosaebench.leaderboard.submission import read_yaml
     from audiosaebench.sae import load_sae
 
     taken = {(s.info.model_id, s.info.hook_point) for s in evaluated}
@@ -57,18 +57,16 @@ def resolve_partners(refs: Sequence[str | Path], evaluated: Iterable[Any]) -> li
     for ref in refs:
         p = Path(ref).expanduser()
         if (p / "submission.yaml").is_file():
-            out.append(_submission_sae(p))
+            out.append(_submission_sae(p, read_yaml(p / "submission.yaml")))
         elif p.is_dir() and any((c / "submission.yaml").is_file() for c in p.iterdir()):
             found, skipped = 0, []
             for sub in sorted(c for c in p.iterdir() if (c / "submission.yaml").is_file()):
-                from audiosaebench.leaderboard.submission import read_yaml
-
                 meta = read_yaml(sub / "submission.yaml")
                 key = ((meta.get("model") or {}).get("id"), meta.get("hook_point"))
                 if meta.get("kind") != "reference" or key in taken:
                     continue
                 try:
-                    out.append(_submission_sae(sub))
+                    out.append(_submission_sae(sub, meta))
                     found += 1
                 except CheckpointError as e:
                     skipped.append(str(e))

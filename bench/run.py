@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -87,15 +86,12 @@ def bench_extract(report: dict) -> None:
     report["extract"] = rows
 
 
-def _cli(args: list[str], env: dict) -> tuple[float, int]:
-    """Run the CLI in a child process: (wall seconds, peak RSS in bytes of the child)."""
+def _cli(args: list[str], env: dict) -> float:
+    """Run the CLI in a child process; its wall seconds (peak memory: see bench_memory)."""
     t0 = time.perf_counter()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     subprocess.run([sys.executable, "-m", "audiosaebench.cli", *args], env=env, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    # ru_maxrss of children is the maximum over all children so far; runs go in increasing size
-    return time.perf_counter() - t0, max(rss, before) * 1024
+    return time.perf_counter() - t0
 
 
 def _write_random(path: Path, d_sae: int, seed: int) -> Path:
@@ -114,15 +110,15 @@ def bench_warm_and_tasks(report: dict, src_home: Path, parts: set[str]) -> None:
     try:
         if "warm" in parts:
             tasks = "fidelity,phoneme_probing"
-            cold, _ = _cli(["evaluate", "--sae", str(a), "--tasks", tasks, "--out", str(work / "r1"), "--no-progress"], env)
-            warm, _ = _cli(["evaluate", "--sae", str(b), "--tasks", tasks, "--out", str(work / "r2"), "--no-progress"], env)
+            cold = _cli(["evaluate", "--sae", str(a), "--tasks", tasks, "--out", str(work / "r1"), "--no-progress"], env)
+            warm = _cli(["evaluate", "--sae", str(b), "--tasks", tasks, "--out", str(work / "r2"), "--no-progress"], env)
             report["warm"] = {"tasks": tasks, "first_sae_cold_s": cold, "second_sae_warm_s": warm, "ratio": cold / warm}
         if "tasks" in parts:
             shutil.rmtree(home / "activations", ignore_errors=True)
             shutil.rmtree(home / "splice-cache", ignore_errors=True)
             out = {}
             for label, sae in (("cold", a), ("warm", b)):
-                t, _ = _cli(["evaluate", "--sae", str(sae), "--sae", str(work / ("b" if sae == a else "a")),
+                t = _cli(["evaluate", "--sae", str(sae), "--sae", str(work / ("b" if sae == a else "a")),
                              "--tasks", "all", "--out", str(work / f"all-{label}"), "--no-progress"], env)
                 per = {}
                 for p in sorted((work / f"all-{label}").rglob("*.json")):

@@ -21,10 +21,6 @@ from audiosaebench.hashing import sha256_json
 MANIFEST_FORMAT = 1
 
 
-def _fail(message: str):
-    raise ValueError(message)
-
-
 def _count(value: Any, name: str) -> int:
     """A non-negative integer field (bools and fractional numbers refused)."""
     if (isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
@@ -69,6 +65,8 @@ class Clip:
         if not isinstance(d, dict):
             raise TypeError(f"a clip row must be an object, got {type(d).__name__}")
         labels = d.get("labels") or {}
+        if not isinstance(labels, dict):
+            raise ValueError("labels must be an object")
         segment = d.get("segment")
         clip = cls(
             clip_id=str(d["clip_id"]),
@@ -78,7 +76,7 @@ class Clip:
             pcm_sha256=str(d["pcm_sha256"]),
             speaker=None if d.get("speaker") is None else str(d["speaker"]),
             fold=None if d.get("fold") is None else _count(d["fold"], "fold"),
-            labels=labels if isinstance(labels, dict) else _fail("labels must be an object"),
+            labels=labels,
             segment=(_count(segment[0], "segment"), _count(segment[1], "segment")) if segment else None,
         )
         if clip.sample_rate == 0 or (clip.segment and (len(segment) != 2 or clip.segment[0] >= clip.segment[1])):

@@ -124,6 +124,11 @@ class Continuation(nn.Module):
         self.module_path = name
 
     @property
+    def adapter(self) -> Any:
+        """The model adapter (held outside the module tree so it is not registered as a submodule)."""
+        return self._adapter[0]
+
+    @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
@@ -151,7 +156,7 @@ class Continuation(nn.Module):
 
         handle = self.hook_module.register_forward_pre_hook(pre_hook)
         try:
-            self._adapter[0]._run_base(batch)
+            self.adapter._run_base(batch)
         except _StopForward:
             pass
         finally:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +13,7 @@ import numpy as np
 import torch
 
 from audiosaebench.baselines import identity_sae, pca_sae, random_sae
+from audiosaebench.cache import cached_json
 from audiosaebench.hashing import finite_or_none
 from audiosaebench.models.base import _hidden, _with_hidden
 from audiosaebench.task import TaskContext, TaskResult
@@ -289,7 +288,8 @@ def run_causal_patching(ctx: TaskContext) -> TaskResult:
 
     def cached(name: str, basis, compute):
         key = {**shared_key, "basis": name, "basis_sha256": basis.info.sha256}
-        return _reference_cache(key, compute)
+        return cached_json("causal-cache", key, compute, lambda d: isinstance(d, dict) and all(
+            isinstance(v, list) and len(v) == len(pairs) for v in d.values()))
 
     every = [list(range(ceiling_basis.d_sae))] * len(pairs)
     per_pair["recovery_ceiling"] = np.array(cached("ceiling", ceiling_basis, lambda: {
@@ -332,9 +332,9 @@ def run_causal_patching(ctx: TaskContext) -> TaskResult:
             values[name.replace("recovery@", "recovery_median@")] = finite_or_none(float(np.median(arr)))
     values["n_pairs"] = float(len(pairs))
     details.update(readout_info)
+    test_clips = ctx.manifest("commands_test").clips
     details.update({
-        "pairs": [{"clean": ctx.manifest("commands_test").clips[p.clean.index].clip_id,
-                   "corrupted": ctx.manifest("commands_test").clips[p.corr.index].clip_id,
+        "pairs": [{"clean": test_clips[p.clean.index].clip_id, "corrupted": test_clips[p.corr.index].clip_id,
                    "a": keywords[p.a], "b": keywords[p.b], "m_clean": round(p.m_clean, 4), "m_corr": round(p.m_corr, 4)}
                   for p in pairs],
         "candidate_pairs_considered": considered,
@@ -356,26 +356,6 @@ def run_causal_patching(ctx: TaskContext) -> TaskResult:
         frames={"commands_test": n_valid * len({p.clean.index for p in pairs} | {p.corr.index for p in pairs}),
                 "commands_train": ctx.activations("commands_train").n_frames if "pca" in bases else 0},
     )
-
-
-def _reference_cache(key: dict, compute) -> dict:
-    """Per-pair values of an SAE-independent reference: read from the cache, or computed and written."""
-    from audiosaebench import paths
-    from audiosaebench.hashing import sha256_json
-
-    path = paths.home() / "causal-cache" / f"{sha256_json(key)}.json"
-    try:
-        got = json.loads(path.read_text())
-        if isinstance(got, dict) and all(isinstance(v, list) and len(v) == len(key["pairs"]) for v in got.values()):
-            return got
-    except (OSError, ValueError):
-        pass
-    out = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(out))
-    os.replace(tmp, path)
-    return out
 
 
 def _pyvene_version() -> str:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,9 +11,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from audiosaebench import paths
+from audiosaebench.cache import cached_json
 from audiosaebench.codes import iter_codes, pooled_clip_codes
-from audiosaebench.hashing import finite_or_none, sha256_json
+from audiosaebench.hashing import finite_or_none
 from audiosaebench.models.base import _hidden, _with_hidden
 from audiosaebench.models.whisper_decode import corpus_wer, normalize_text
 from audiosaebench.task import TaskContext, TaskResult
@@ -29,7 +27,7 @@ class Windows:
     """The 30 s windows of a list of clips, their hook-module inputs and valid frames (computed once)."""
 
     def __init__(self, cont, manifest, indices: list[int], batch_size: int):
-        ad = cont._adapter[0]
+        ad = cont.adapter
         self.clip_of: list[int] = []
         self.valid: list[int] = []
         self.hidden_in: list[torch.Tensor] = []
@@ -82,19 +80,10 @@ def hallucinated(texts: list[str]) -> np.ndarray:
     return np.array([normalize_text(t) != "" for t in texts])
 
 
-def _cache(key: dict, compute: Callable[[], dict]) -> dict:
+def _cache(key: dict, compute: Callable[[], dict], fields: tuple[str, ...]) -> dict:
     """SAE-independent decodes (unsteered runs, the mean-difference sweep), cached per model and data."""
-    path = paths.home() / "steering-cache" / f"{sha256_json({'v': CACHE_VERSION, **key})}.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        pass
-    out = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(out))
-    os.replace(tmp, path)
-    return out
+    return cached_json("steering-cache", {"v": CACHE_VERSION, **key}, compute,
+                       lambda d: isinstance(d, dict) and all(f in d for f in fields))
 
 
 def _mean_active(sae, acts_list) -> torch.Tensor:
@@ -108,13 +97,10 @@ def _mean_active(sae, acts_list) -> torch.Tensor:
     return (total / count.clamp_min(1)).float()
 
 
-def _operating_point(fpr: list[float], wer: list[float | None], alphas: list[float], budget: float):
-    """Index of the largest alpha whose WER rises by at most ``budget`` over alpha = 0."""
-    best = 0
-    for i, a in enumerate(alphas):
-        if wer[i] is not None and wer[0] is not None and wer[i] - wer[0] <= budget + 1e-12 and a >= alphas[best]:
-            best = i
-    return best
+def _operating_point(wer: list[float | None], alphas: list[float], budget: float) -> int:
+    """Index of the largest alpha (``alphas`` ascending) whose WER rises by at most ``budget`` over alpha = 0."""
+    ok = [i for i, w in enumerate(wer) if w is not None and wer[0] is not None and w - wer[0] <= budget + 1e-12]
+    return max(ok, key=lambda i: alphas[i], default=0)
 
 
 def _reduction(h0: np.ndarray, ha: np.ndarray) -> float | None:
@@ -192,7 +178,7 @@ def run_steering(ctx: TaskContext) -> TaskResult:
         sp_texts, _ = run_sp(None)
         return {"train_texts": tr_texts, "train_nsp": tr_nsp, "ns_texts": ns_texts, "ns_nsp": ns_nsp, "sp_texts": sp_texts}
 
-    zero = _cache({**key, "part": "unsteered"}, unsteered)
+    zero = _cache({**key, "part": "unsteered"}, unsteered, ("train_texts", "ns_texts", "ns_nsp", "sp_texts"))
     halluc_train = hallucinated(zero["train_texts"])
     if halluc_train.sum() < 2:
         return _null(f"Whisper hallucinates on {int(halluc_train.sum())} of {len(halluc_train)} nonspeech_train clips; "
@@ -230,7 +216,8 @@ def run_steering(ctx: TaskContext) -> TaskResult:
     budget = float(cfg["wer_budget"])
     sae_curve = _sweep("sae", alphas, sae_edit, run_ns, run_sp, refs, zero)
     md_curve = _cache({**key, "part": "mean_difference", "alphas": alphas, "train_hallucinated": halluc_train.tolist()},
-                      lambda: _sweep("mean_difference", alphas, md_edit, run_ns, run_sp, refs, zero))
+                      lambda: _sweep("mean_difference", alphas, md_edit, run_ns, run_sp, refs, zero),
+                      ("fpr", "wer", "hallucinated", "no_speech_prob"))
 
     values: dict[str, float | None] = {}
     reasons: dict[str, str] = {}
@@ -243,7 +230,7 @@ def run_steering(ctx: TaskContext) -> TaskResult:
                                "mean_difference_norm": round(float(v.norm()), 4)}
     idx = rng.integers(0, len(m_ns), (n_boot, len(m_ns)))
     for label, curve in (("", sae_curve), ("_mean_difference", md_curve)):
-        best = _operating_point(curve["fpr"], curve["wer"], alphas, budget)
+        best = _operating_point(curve["wer"], alphas, budget)
         h0, ha = np.array(curve["hallucinated"][0]), np.array(curve["hallucinated"][best])
         name = f"fpr_reduction{label}"
         values[name] = _reduction(h0, ha)
