@@ -116,7 +116,7 @@ class FeaturePatcher:
         self.model.disable_model_gradients()
 
     @torch.no_grad()
-    def __call__(self, hidden_in: torch.Tensor, positions: Sequence[Sequence[int]],
+    def __call__(self, states: torch.Tensor, positions: Sequence[Sequence[int]],
                  features: Sequence[Sequence[int]], source: torch.Tensor | None, mode: str) -> torch.Tensor:
         """Scores of the continuation with ``features[i]`` edited at ``positions[i]`` of item ``i``.
 
@@ -133,10 +133,10 @@ class FeaturePatcher:
         self.model.use_fast = False
         locations = [[list(map(int, p)) for p in positions]]
         if source is None:
-            source = torch.zeros(hidden_in.shape[0], n.pop(), hidden_in.shape[-1], device=hidden_in.device,
-                                 dtype=hidden_in.dtype)
+            source = torch.zeros(states.shape[0], n.pop(), states.shape[-1], device=states.device,
+                                 dtype=states.dtype)
         with preserved_hooks(self.continuation):
-            _, out = self.model({"hidden_in": hidden_in}, unit_locations={"sources->base": (locations, locations)},
+            _, out = self.model({"states": states}, unit_locations={"sources->base": (locations, locations)},
                                 source_representations=[source], subspaces=[[list(map(int, f)) for f in features]])
         return out
 
@@ -149,10 +149,10 @@ class HookFeaturePatcher:
         self.sae = sae
 
     @torch.no_grad()
-    def __call__(self, hidden_in: torch.Tensor, positions: Sequence[Sequence[int]],
+    def __call__(self, states: torch.Tensor, positions: Sequence[Sequence[int]],
                  features: Sequence[Sequence[int]], source: torch.Tensor | None, mode: str) -> torch.Tensor:
-        b = hidden_in.shape[0]
-        mask = feature_mask(features, b, self.sae.d_sae, hidden_in.device)
+        b = states.shape[0]
+        mask = feature_mask(features, b, self.sae.d_sae, states.device)
 
         def hook_fn(_module: nn.Module, _inp: Any, output: Any) -> Any:
             h = output[0] if isinstance(output, tuple) else output
@@ -165,6 +165,6 @@ class HookFeaturePatcher:
 
         handle = self.continuation.hook_module.register_forward_hook(hook_fn)
         try:
-            return self.continuation(hidden_in)
+            return self.continuation(states)
         finally:
             handle.remove()

@@ -42,28 +42,38 @@ def _hook_output(cont, hidden_in):
     return got["x"], scores
 
 
-def test_continuation_matches_the_full_forward_pass(whisper):
+@pytest.mark.parametrize("start", ["output", "input"])
+def test_continuation_matches_the_full_forward_pass(whisper, start):
+    from audiosaebench.models.continuation import Continuation
+
     ad, cont, batch = whisper
+    cont = Continuation(ad, HOOK, cont.readout, start=start)
     with torch.no_grad():
         enc = ad.base_model.encoder(batch.inputs["input_features"]).last_hidden_state
         full = cont.readout(enc)
-        part = cont(cont.inputs(batch))
-    assert cont.component == "model.model.encoder.layers[2].output"
+        part = cont(cont.states(batch))
+    assert cont.component == {"output": "site.output", "input": "model.model.encoder.layers[2].output"}[start]
     torch.testing.assert_close(part, full, rtol=0, atol=1e-5)
 
 
-def test_pyvene_edit_equals_a_plain_forward_hook_and_keeps_other_hooks(whisper):
+@pytest.mark.parametrize("start", ["output", "input"])
+def test_pyvene_edit_equals_a_plain_forward_hook_and_keeps_other_hooks(whisper, start):
+    from audiosaebench.models.continuation import Continuation
+
     ad, cont, batch = whisper
-    hin = cont.inputs(batch)
+    cont = Continuation(ad, HOOK, cont.readout, start=start)
+    hin = cont.states(batch)
     x, _ = _hook_output(cont, hin)
     sae = random_sae(384, 1536, 32, MODEL, HOOK, seed=3)
     positions = [list(range(50))] * 2
     feats = [[0, 5, 17, 400], list(range(0, 1536, 7))]
     fired = []
+    before = hin.clone()
     keep = ad.base_model.encoder.layers[3].register_forward_hook(lambda *a: fired.append(1))
     try:
         for mode in ("patch", "ablate"):
             a = FeaturePatcher(cont, sae)(hin[2:], positions, feats, x[:2, :50], mode)
+            assert torch.equal(hin, before), "the pyvene edit reached the caller's states"
             b = HookFeaturePatcher(cont, sae)(hin[2:], positions, feats, x[:2, :50], mode)
             torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
             assert not torch.allclose(a, cont(hin[2:]))  # the edit changed something
@@ -78,7 +88,7 @@ def test_pyvene_edit_equals_a_plain_forward_hook_and_keeps_other_hooks(whisper):
 def test_patching_every_feature_of_a_lossless_basis_on_every_frame_recovers_exactly(whisper):
     """k = d_sae with the identity basis on all frames turns the corrupted run into the clean one."""
     ad, cont, batch = whisper
-    hin = cont.inputs(batch)
+    hin = cont.states(batch)
     x, scores = _hook_output(cont, hin)
     sae = identity_sae(384, MODEL, HOOK)
     every_frame = [list(range(x.shape[1]))] * 2

@@ -64,6 +64,17 @@ def _with_hidden(output: Any, hidden: torch.Tensor) -> Any:
     return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
 
 
+def replace_valid_frames(h: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor],
+                         valid_frames: Sequence[int]) -> torch.Tensor:
+    """A copy of ``h`` [B, T, d] whose valid rows are ``fn(valid rows)`` ([n_valid, d]); padding kept."""
+    idx = torch.arange(h.shape[1], device=h.device)
+    lengths = torch.tensor(list(valid_frames), device=h.device)
+    mask = idx[None, :] < lengths[:, None]
+    new = h.clone()
+    new[mask] = fn(h[mask]).to(h.dtype)
+    return new
+
+
 class AudioModelAdapter:
     """Base class; subclasses set ``family`` and implement the input side."""
 
@@ -194,12 +205,7 @@ class AudioModelAdapter:
             h = _hidden(output)
             if valid_frames is None:
                 return _with_hidden(output, fn(h).to(h.dtype))
-            idx = torch.arange(h.shape[1], device=h.device)
-            lengths = torch.tensor(list(valid_frames), device=h.device)
-            mask = idx[None, :] < lengths[:, None]
-            new = h.clone()
-            new[mask] = fn(h[mask]).to(h.dtype)
-            return _with_hidden(output, new)
+            return _with_hidden(output, replace_valid_frames(h, fn, valid_frames))
 
         handle = module.register_forward_hook(hook_fn)
         try:

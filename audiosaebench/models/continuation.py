@@ -1,12 +1,18 @@
 """Run a model from a hook point to a readout: the part of the forward pass interventions change.
 
-Causal patching runs the same clips dozens of times with different edits at one hook. Everything
-below the hook is identical across those runs, so :class:`Continuation` starts at the *input* of
-the hook's module (captured once per clip by :meth:`Continuation.inputs`) and runs that module,
-the layers above it, the final norm and a readout. The hook's module still runs, so an edit of
-its output (a pyvene component ``model.model.encoder.layers[2].output`` or a plain forward hook)
-sees exactly the tensor it would see in the full forward pass; a test checks the continuation
-against the full model.
+The fidelity splice, steering and causal patching run the same clips many times with different
+edits at one hook. Everything below the hook is identical across those runs (and across SAEs), so
+:class:`Continuation` starts there, from states computed once per batch and cached on disk
+(:meth:`Continuation.states`, :mod:`audiosaebench.activations.states`):
+
+* ``start="output"`` (what the tasks use): from the hook's *output*; an identity module ``site``
+  stands for the hook, so an edit of ``site``'s output (pyvene component ``site.output`` or a
+  plain forward hook on :attr:`Continuation.hook_module`) is an edit of the hook's output, and
+  only the layers above the hook run;
+* ``start="input"``: from the *input* of the hook's module, which runs too, so the edit sits on
+  the real module path (``model.model.encoder.layers[2].output``) at the cost of one more layer.
+
+Both are tested equal to the full forward pass.
 
 Readouts return one score per candidate label ([batch, n_labels], log-probabilities):
 
@@ -30,7 +36,7 @@ import torch
 from torch import nn
 
 from audiosaebench.errors import AudioSAEBenchError
-from audiosaebench.models.base import Batch, _hidden, _StopForward
+from audiosaebench.models.base import Batch, _hidden
 from audiosaebench.models.hooks import FINAL_NORM
 
 
@@ -82,6 +88,14 @@ class ProbeReadout(nn.Module):
         return (pooled @ self.weight.T + self.bias).log_softmax(-1)
 
 
+class _Site(nn.Module):
+    """Stands for the hook: returns a copy of its input, as a module returns a fresh output (pyvene
+    edits a component's output in place, which must not reach the caller's cached states)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+
 def _pyvene_path(name: str) -> str:
     """``model.model.encoder.layers.2`` -> ``model.model.encoder.layers[2]`` (pyvene's form)."""
     parts = []
@@ -94,10 +108,13 @@ def _pyvene_path(name: str) -> str:
 
 
 class Continuation(nn.Module):
-    """``forward(hidden_in) -> readout scores``, starting at the input of the hook's module."""
+    """``forward(states) -> readout scores``, starting at the hook's output (or its module's input)."""
 
-    def __init__(self, adapter: Any, hook: str, readout: nn.Module):
+    def __init__(self, adapter: Any, hook: str, readout: nn.Module, start: str = "output"):
         super().__init__()
+        if start not in ("input", "output"):
+            raise ValueError(f"start must be 'input' or 'output', got {start!r}")
+        self.start = start
         family = adapter.family
         if family not in ("whisper", "hubert", "wav2vec2"):
             raise AudioSAEBenchError(f"interventions from a hook are not supported for {family} models "
@@ -108,16 +125,21 @@ class Continuation(nn.Module):
         self.readout = readout
         self.hook = adapter.resolve(hook)
         enc = adapter.base_model.encoder
-        self.hook_module = adapter.module(self.hook)
         final_norm = family == "whisper" or bool(getattr(self.config, "do_stable_layer_norm", False))
-        if self.hook.name == FINAL_NORM:
-            if not final_norm:
-                raise AudioSAEBenchError(f"{family} models without stable layer norm have no final encoder norm "
-                                         "to continue from")
-            self._layers: list[nn.Module] = []
+        if self.hook.name == FINAL_NORM and not final_norm:
+            raise AudioSAEBenchError(f"{family} models without stable layer norm have no final encoder norm "
+                                     "to continue from")
+        if start == "output":
+            self.site = _Site()
+            self.hook_module: nn.Module = self.site
+            above = [] if self.hook.name == FINAL_NORM else list(enc.layers[self.hook.layer + 1 :])
+            self._layers: list[nn.Module] = above
+            norm = final_norm and self.hook.name != FINAL_NORM
         else:
-            self._layers = list(enc.layers[self.hook.layer :])
-        self._final_norm = enc.layer_norm if final_norm else None
+            self.hook_module = adapter.module(self.hook)
+            self._layers = [] if self.hook.name == FINAL_NORM else list(enc.layers[self.hook.layer :])
+            norm = final_norm
+        self._final_norm = enc.layer_norm if norm else None
         name = next((n for n, m in self.named_modules() if m is self.hook_module), None)
         if name is None:  # pragma: no cover - the module comes from the same model
             raise AudioSAEBenchError(f"cannot find the module of {self.hook.name} in the model")
@@ -134,33 +156,21 @@ class Continuation(nn.Module):
 
     @property
     def component(self) -> str:
-        """The pyvene component of the hook's output, e.g. ``model.model.encoder.layers[2].output``."""
+        """The pyvene component of the hook's output: ``site.output``, or with ``start="input"`` the
+        module's path, e.g. ``model.model.encoder.layers[2].output``."""
         return _pyvene_path(self.module_path) + ".output"
 
-    def forward(self, hidden_in: torch.Tensor) -> torch.Tensor:
-        h = hidden_in
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        h = self.site(states) if self.start == "output" else states
         for layer in self._layers:
             h = _hidden(layer(h, None))
         if self._final_norm is not None:
             h = self._final_norm(h)
         return self.readout(h)
 
-    @torch.no_grad()
-    def inputs(self, batch: Batch) -> torch.Tensor:
-        """The tensor entering the hook's module for a batch ([B, T, d], all frames)."""
-        captured: list[torch.Tensor] = []
+    def states(self, batch: Batch) -> torch.Tensor:
+        """The tensor the continuation starts from for a batch ([B, T, d], all frames, on its device);
+        from the on-disk state cache when there."""
+        from audiosaebench.activations.states import hook_states
 
-        def pre_hook(_module: nn.Module, args: tuple) -> None:
-            captured.append(args[0].detach())
-            raise _StopForward
-
-        handle = self.hook_module.register_forward_pre_hook(pre_hook)
-        try:
-            self.adapter._run_base(batch)
-        except _StopForward:
-            pass
-        finally:
-            handle.remove()
-        if not captured:  # pragma: no cover - the module is on the forward path
-            raise AudioSAEBenchError(f"{self.hook.name} was not reached in the forward pass")
-        return captured[0]
+        return hook_states(self.adapter, self.hook.name, batch, self.start).to(self.device)

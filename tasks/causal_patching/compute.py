@@ -20,17 +20,18 @@ from audiosaebench.task import TaskContext, TaskResult
 
 log = logging.getLogger(__name__)
 MAIN_K = 20
-REFERENCE_CACHE_VERSION = 1
+REFERENCE_CACHE_VERSION = 2  # 2: continuation from the hook output (cached states)
 
 
 @dataclass
 class ClipRun:
-    """One clip's unpatched run: the input of the hook's module, the hook output on valid frames, scores."""
+    """One clip's unpatched run: the hook output on all frames (where the continuation starts), on
+    valid frames (what the SAE reads), and the readout scores."""
 
     index: int
     label: int
     speaker: str
-    hidden_in: torch.Tensor  # [T, d] all frames (cpu)
+    states: torch.Tensor  # [T, d] all frames (cpu)
     x: torch.Tensor  # [n_valid, d] (cpu)
     scores: np.ndarray  # [n_labels]
 
@@ -93,17 +94,12 @@ def _unpatched_runs(ctx, cont, clips, keywords, label_key, n_samples, n_valid, b
     for start in range(0, len(clips), batch_size):
         part = clips[start : start + batch_size]
         batch = ad.prepare([_fit_length(manifest.load(c, verify=True), n_samples) for _, c in part])
-        hin = cont.inputs(batch)
-        captured = {}
-        handle = cont.hook_module.register_forward_hook(lambda _m, _i, o, c=captured: c.__setitem__("x", _hidden(o)))
-        try:
-            with torch.no_grad():
-                scores = cont(hin).float().cpu().numpy()
-        finally:
-            handle.remove()
+        states = cont.states(batch)
+        with torch.no_grad():
+            scores = cont(states).float().cpu().numpy()
         for j, (i, c) in enumerate(part):
-            runs.append(ClipRun(i, keywords.index(c.labels[label_key]), c.speaker, hin[j].cpu(),
-                                captured["x"][j, :n_valid].float().cpu(), scores[j]))
+            runs.append(ClipRun(i, keywords.index(c.labels[label_key]), c.speaker, states[j].cpu(),
+                                states[j, :n_valid].float().cpu(), scores[j]))
     return runs
 
 
@@ -143,7 +139,7 @@ def _output_gradients(cont, pairs: list[Pair], n_valid: int, batch_size: int) ->
     dev = cont.device
     for start in range(0, len(pairs), batch_size):
         part = pairs[start : start + batch_size]
-        hin = torch.stack([p.corr.hidden_in for p in part]).to(dev)
+        hin = torch.stack([p.corr.states for p in part]).to(dev)
         leaf: dict[str, torch.Tensor] = {}
 
         def hook_fn(_m, _i, output, leaf=leaf):
@@ -191,7 +187,7 @@ def _patched_scores(patcher, pairs: list[Pair], features: list[list[int]], mode:
     positions_all = list(range(n_valid))
     for start in range(0, len(pairs), batch_size):
         part = pairs[start : start + batch_size]
-        base = torch.stack([(p.corr if mode == "patch" else p.clean).hidden_in for p in part]).to(dev)
+        base = torch.stack([(p.corr if mode == "patch" else p.clean).states for p in part]).to(dev)
         source = torch.stack([p.clean.x for p in part]).to(dev, base.dtype)
         scores = patcher(base, [positions_all] * len(part), features[start : start + batch_size], source, mode)
         out.append(scores.float().cpu().numpy())
@@ -254,7 +250,7 @@ def run_causal_patching(ctx: TaskContext) -> TaskResult:
     if ad.family == "whisper" and not (Path(ad.source_dir or "") / "tokenizer.json").exists():
         return _null(f"the Whisper model folder has no tokenizer.json ({ad.source_dir}); the keyword readout needs it", cfg)
     readout, readout_info = build_readout(ctx, keywords, label_key, float(cfg["probe_C"]))
-    cont = Continuation(ad, sae.info.hook_point, readout)
+    cont = Continuation(ad, sae.info.hook_point, readout, start="output")
     runs = _unpatched_runs(ctx, cont, clips, keywords, label_key, n_samples, n_valid, batch_size)
     pairs, considered = _pairs(runs, max_pairs, float(cfg["min_effect"]), seed)
     clean_acc = float(np.mean([int(np.argmax(r.scores)) == r.label for r in runs]))

@@ -42,7 +42,7 @@ def _recovered(ce: dict[str, np.ndarray], ntok: np.ndarray, ablation: str, pick=
     return _ratio(a - m, a - c)
 
 
-SPLICE_CACHE_VERSION = 1
+SPLICE_CACHE_VERSION = 2  # 2: conditions run from the cached hook output
 _SHARED = ("clean", "zero", "mean")  # conditions that do not depend on the SAE
 
 
@@ -81,11 +81,16 @@ def _save_shared(path, ce: dict, ntok: np.ndarray, hyps: list[str]) -> None:
 def whisper_splice(ctx, manifest, hook: str, mean: torch.Tensor, cfg: dict, rng) -> tuple[dict, dict, dict, dict]:
     """Teacher-forced CE and greedy WER under clean / SAE splice / zero / mean ablation.
 
+    Every condition runs only the layers above the hook, from the clean hook output on all frames
+    (computed once per batch and kept in the state cache); the condition edits its valid frames.
     The clean, zero- and mean-ablation runs do not depend on the SAE: they are computed once per
     (model, hook, manifest, options) and cached under $AUDIOSAEBENCH_HOME/splice-cache.
     """
     from tokenizers import Tokenizer
+    from torch import nn
 
+    from audiosaebench.models.base import replace_valid_frames
+    from audiosaebench.models.continuation import Continuation
     from audiosaebench.models.whisper_decode import WhisperDecoder, corpus_wer
 
     ad, sae = ctx.model, ctx.sae
@@ -107,10 +112,11 @@ def whisper_splice(ctx, manifest, hook: str, mean: torch.Tensor, cfg: dict, rng)
     refs = [c.labels.get("text", "") for c in clips]
     bs = int(cfg["splice_batch_size"])
     model = ad.model
+    cont = Continuation(ad, hook, nn.Identity(), start="output")
     for i in range(0, len(clips), bs):
         waves = [manifest.load(c) for c in clips[i : i + bs]]
         batch = ad.prepare(waves)
-        feats = batch.inputs["input_features"].to(ad.device, ad.dtype)
+        states = cont.states(batch)  # the clean hook output on all frames (cached on disk)
         texts = [" " + t.strip().lower().capitalize() for t in refs[i : i + bs]]
         seqs = [dec.prompt + tok.encode(t, add_special_tokens=False).ids + [dec.eot] for t in texts]
         width = max(len(s) for s in seqs)
@@ -122,11 +128,7 @@ def whisper_splice(ctx, manifest, hook: str, mean: torch.Tensor, cfg: dict, rng)
         ntok[i : i + len(seqs)] = mask.sum(1).numpy()
         for name, fn in conds.items():
             with torch.no_grad():
-                if fn is None:
-                    enc = ad.base_model.encoder(feats).last_hidden_state
-                else:
-                    with ad.replace_output(hook, fn, batch.valid_frames):
-                        enc = ad.base_model.encoder(feats).last_hidden_state
+                enc = cont(states if fn is None else replace_valid_frames(states, fn, batch.valid_frames))
                 logits = model(encoder_outputs=(enc,), decoder_input_ids=ids[:, :-1].to(ad.device)).logits.float()
                 nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:].to(ad.device), reduction="none")
                 ce[name][i : i + len(seqs)] = (nll.cpu() * mask).sum(1).numpy()

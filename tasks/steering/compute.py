@@ -19,18 +19,18 @@ from audiosaebench.models.whisper_decode import corpus_wer, normalize_text
 from audiosaebench.task import TaskContext, TaskResult
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: continuation from the hook output (cached states)
 Edit = Callable[[torch.Tensor], torch.Tensor] | None
 
 
 class Windows:
-    """The 30 s windows of a list of clips, their hook-module inputs and valid frames (computed once)."""
+    """The 30 s windows of a list of clips, the hook output on all their frames and valid frames (computed once)."""
 
     def __init__(self, cont, manifest, indices: list[int], batch_size: int):
         ad = cont.adapter
         self.clip_of: list[int] = []
         self.valid: list[int] = []
-        self.hidden_in: list[torch.Tensor] = []
+        self.states: list[torch.Tensor] = []
         waves = []
         for ci, i in enumerate(indices):
             for seg in ad.segments(manifest.load(manifest.clips[i], verify=True)):
@@ -39,7 +39,7 @@ class Windows:
         for start in range(0, len(waves), batch_size):
             batch = ad.prepare(waves[start : start + batch_size])
             self.valid += batch.valid_frames
-            self.hidden_in += list(cont.inputs(batch).cpu())
+            self.states += list(cont.states(batch).cpu())
         self.n_clips = len(indices)
 
 
@@ -48,8 +48,8 @@ def _transcribe(cont, dec, w: Windows, edit: Edit, max_new_tokens: int, batch_si
     hook output's valid frames."""
     texts: list[list[str]] = [[] for _ in range(w.n_clips)]
     nsp: list[list[float]] = [[] for _ in range(w.n_clips)]
-    for start in range(0, len(w.hidden_in), batch_size):
-        hin = torch.stack(w.hidden_in[start : start + batch_size]).to(cont.device)
+    for start in range(0, len(w.states), batch_size):
+        hin = torch.stack(w.states[start : start + batch_size]).to(cont.device)
         valid = w.valid[start : start + batch_size]
 
         def hook_fn(_m, _i, output, valid=valid):
@@ -144,7 +144,7 @@ def run_steering(ctx: TaskContext) -> TaskResult:
     if not tokenizer.exists():
         return _null(f"the model folder has no tokenizer.json ({tokenizer}), so transcripts cannot be decoded")
     dec = WhisperDecoder(ad, tokenizer)
-    cont = Continuation(ad, sae.info.hook_point, nn.Identity())
+    cont = Continuation(ad, sae.info.hook_point, nn.Identity(), start="output")
     m_nstr, m_sptr = ctx.manifest("nonspeech_train"), ctx.manifest("speech_train")
     m_ns, m_sp = ctx.manifest("nonspeech_test"), ctx.manifest("speech_test")
     if not all(c.labels.get("text") for c in m_sp.clips):

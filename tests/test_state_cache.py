@@ -1,0 +1,84 @@
+"""The on-disk cache of full-frame hook states: hits are exact, bad entries are recomputed, the budget holds."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from audiosaebench.activations import states
+
+HOOK = "encoder.layers.1"
+
+
+@pytest.fixture
+def whisper(tiny_models):
+    from audiosaebench.models.loading import load_adapter
+
+    ad = load_adapter(str(tiny_models["whisper"]))
+    rng = np.random.default_rng(0)
+    batch = ad.prepare([rng.standard_normal(n).astype(np.float32) * 0.1 for n in (16_000, 24_000)])
+    return ad, batch
+
+
+def _entries(home):
+    return sorted((home / "state-cache").rglob("*.safetensors"))
+
+
+@pytest.mark.parametrize("where", ["input", "output"])
+def test_a_cached_entry_is_exactly_what_the_model_computes(whisper, home, where):
+    ad, batch = whisper
+    fresh = states.compute_states(ad, HOOK, batch, where)
+    first = states.hook_states(ad, HOOK, batch, where)
+    assert len(_entries(home)) == 1
+    again = states.hook_states(ad, HOOK, batch, where)
+    assert torch.equal(first, fresh) and torch.equal(again, fresh)
+    assert fresh.shape == (2, ad.max_frames, ad.hidden_size)
+
+
+def test_input_and_output_of_the_hook_module_differ_and_have_their_own_entries(whisper, home):
+    ad, batch = whisper
+    a = states.hook_states(ad, HOOK, batch, "input")
+    b = states.hook_states(ad, HOOK, batch, "output")
+    torch.testing.assert_close(b, ad.activations(batch, [HOOK])[HOOK])
+    assert not torch.equal(a, b) and len(_entries(home)) == 2
+    other = ad.prepare([np.zeros(8_000, dtype=np.float32)])
+    states.hook_states(ad, HOOK, other, "output")
+    assert len(_entries(home)) == 3
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "wrong shape", "nan"])
+def test_a_damaged_entry_is_recomputed_and_rewritten(whisper, home, caplog, damage):
+    ad, batch = whisper
+    good = states.hook_states(ad, HOOK, batch, "output")
+    (path,) = _entries(home)
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[:1000])
+    elif damage == "garbage":
+        path.write_bytes(b"not a safetensors file")
+    elif damage == "wrong shape":
+        save_file({"states": good[:1].contiguous()}, str(path))
+    else:
+        bad = good.clone()
+        bad[0, 0, 0] = float("nan")
+        save_file({"states": bad.contiguous()}, str(path))
+    with caplog.at_level(logging.WARNING, logger="audiosaebench.activations.states"):
+        got = states.hook_states(ad, HOOK, batch, "output")
+    assert torch.equal(got, good)
+    assert "recomputing" in caplog.text
+    assert torch.equal(states.hook_states(ad, HOOK, batch, "output"), good)  # rewritten, readable
+
+
+def test_the_budget_stops_growth_and_zero_turns_the_cache_off(whisper, home, monkeypatch):
+    ad, batch = whisper
+    monkeypatch.setenv("AUDIOSAEBENCH_STATE_CACHE_GB", "0")
+    states.hook_states(ad, HOOK, batch, "output")
+    assert _entries(home) == []
+    one_entry = 2 * ad.max_frames * ad.hidden_size * 4
+    monkeypatch.setenv("AUDIOSAEBENCH_STATE_CACHE_GB", str(1.5 * one_entry / 2**30))
+    states.hook_states(ad, HOOK, batch, "output")
+    states.hook_states(ad, HOOK, batch, "input")  # would exceed the budget: computed, not stored
+    assert len(_entries(home)) == 1
