@@ -82,3 +82,28 @@ def test_the_budget_stops_growth_and_zero_turns_the_cache_off(whisper, home, mon
     states.hook_states(ad, HOOK, batch, "output")
     states.hook_states(ad, HOOK, batch, "input")  # would exceed the budget: computed, not stored
     assert len(_entries(home)) == 1
+
+
+def test_cached_tensors_recompute_what_is_unreadable_or_unexpected(home):
+    from audiosaebench.cache import cached_tensors
+
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"scores": torch.arange(6, dtype=torch.float32).reshape(2, 3)}
+
+    def ok(d):
+        return d.get("scores") is not None and d["scores"].shape == (2, 3)
+
+    key = {"part": "x"}
+    a = cached_tensors("t-cache", key, compute, ok)
+    b = cached_tensors("t-cache", key, compute, ok)
+    assert torch.equal(a["scores"], b["scores"]) and len(calls) == 1
+    (path,) = (home / "t-cache").glob("*.safetensors")
+    path.write_bytes(b"garbage")
+    assert torch.equal(cached_tensors("t-cache", key, compute, ok)["scores"], a["scores"]) and len(calls) == 2
+    save_file({"scores": torch.zeros(1, 3)}, str(path))  # readable, wrong shape
+    assert torch.equal(cached_tensors("t-cache", key, compute, ok)["scores"], a["scores"]) and len(calls) == 3
+    save_file({"scores": torch.full((2, 3), float("inf"))}, str(path))  # readable, not finite
+    assert torch.equal(cached_tensors("t-cache", key, compute, ok)["scores"], a["scores"]) and len(calls) == 4

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from audiosaebench.baselines import identity_sae, pca_sae, random_sae
-from audiosaebench.cache import cached_json
+from audiosaebench.cache import cached_json, cached_tensors
 from audiosaebench.hashing import finite_or_none
 from audiosaebench.models.base import _hidden, _with_hidden
 from audiosaebench.task import TaskContext, TaskResult
@@ -88,19 +88,24 @@ def _candidates(ctx: TaskContext, keywords: list[str], label_key: str, max_pairs
     return out
 
 
-def _unpatched_runs(ctx, cont, clips, keywords, label_key, n_samples, n_valid, batch_size) -> list[ClipRun]:
+def _unpatched_runs(ctx, cont, clips, keywords, label_key, n_samples, n_valid, batch_size, key) -> list[ClipRun]:
+    """Every candidate clip's unpatched run; the scores do not depend on the SAE and are cached."""
     ad, manifest = ctx.adapter, ctx.manifest("commands_test")
-    runs: list[ClipRun] = []
+    states = []
     for start in range(0, len(clips), batch_size):
         part = clips[start : start + batch_size]
         batch = ad.prepare([_fit_length(manifest.load(c, verify=True), n_samples) for _, c in part])
-        states = cont.states(batch)
+        states.append(cont.states(batch))
+
+    def compute() -> dict:
         with torch.no_grad():
-            scores = cont(states).float().cpu().numpy()
-        for j, (i, c) in enumerate(part):
-            runs.append(ClipRun(i, keywords.index(c.labels[label_key]), c.speaker, states[j].cpu(),
-                                states[j, :n_valid].float().cpu(), scores[j]))
-    return runs
+            return {"scores": torch.cat([cont(s).float().cpu() for s in states])}
+
+    scores = cached_tensors("causal-cache", {**key, "part": "unpatched"}, compute,
+                            lambda d: d.get("scores") is not None and d["scores"].shape == (len(clips), len(keywords)))
+    flat = [s for b in states for s in b.cpu()]
+    return [ClipRun(i, keywords.index(c.labels[label_key]), c.speaker, st, st[:n_valid].float(), sc)
+            for (i, c), st, sc in zip(clips, flat, scores["scores"].numpy(), strict=True)]
 
 
 def _pairs(runs: list[ClipRun], max_pairs: int, min_effect: float, seed: int) -> tuple[list[Pair], int]:
@@ -251,7 +256,12 @@ def run_causal_patching(ctx: TaskContext) -> TaskResult:
         return _null(f"the Whisper model folder has no tokenizer.json ({ad.source_dir}); the keyword readout needs it", cfg)
     readout, readout_info = build_readout(ctx, keywords, label_key, float(cfg["probe_C"]))
     cont = Continuation(ad, sae.info.hook_point, readout, start="output")
-    runs = _unpatched_runs(ctx, cont, clips, keywords, label_key, n_samples, n_valid, batch_size)
+    # what does not depend on the SAE is cached per model, hook, data, readout and options
+    run_key = {"v": REFERENCE_CACHE_VERSION, "model": ad.identity.to_dict(), "dtype": str(ad.dtype),
+               "hook": cont.hook.name, "manifest": ctx.manifest("commands_test").sha256,
+               "clips": [i for i, _ in clips], "readout": readout_info, "n_samples": n_samples,
+               "batch_size": batch_size}
+    runs = _unpatched_runs(ctx, cont, clips, keywords, label_key, n_samples, n_valid, batch_size, run_key)
     pairs, considered = _pairs(runs, max_pairs, float(cfg["min_effect"]), seed)
     clean_acc = float(np.mean([int(np.argmax(r.scores)) == r.label for r in runs]))
     if not pairs:
@@ -261,7 +271,10 @@ def run_causal_patching(ctx: TaskContext) -> TaskResult:
     m_corr = np.array([p.m_corr for p in pairs])
     denom = m_clean - m_corr
 
-    grads = _output_gradients(cont, pairs, n_valid, batch_size)
+    grads = list(cached_tensors(
+        "causal-cache", {**run_key, "part": "gradients", "pairs": [(p.clean.index, p.corr.index) for p in pairs]},
+        lambda: {"grads": torch.stack(_output_gradients(cont, pairs, n_valid, batch_size))},
+        lambda d: d.get("grads") is not None and d["grads"].shape == (len(pairs), n_valid, ad.hidden_size))["grads"])
     bases = _bases(ctx, cfg, seed)
     ceiling_basis = bases["neurons"] if "neurons" in bases else identity_sae(
         sae.d_in, sae.info.model_id, sae.info.hook_point).to(sae.device)
