@@ -6,13 +6,14 @@ Prints a readable table and writes a JSON report (with the machine it ran on). P
 
 * extract: activation extraction vs the raw encoder forward on the same batches (goal <= 1.10);
 * warm:    `evaluate` of a second SAE on the same hook vs the first, cold cache (goal >= 10x);
-* tasks:   per-task time of `evaluate --tasks all`, cold and warm;
+* tasks:   `evaluate --tasks all` on two SAEs from a fresh home (cold), then again (warm): wall and
+           per-task time of each SAE;
 * memory:  peak RSS against the number of clips (1x, 2x, 4x) and against d_sae (4k, 16k, 65k);
 * models:  forward cost of randomly initialised whisper-base / whisper-small / hubert-base configs
            (timing does not depend on the weights), on a GPU when one is available.
 
-Runs in a private AUDIOSAEBENCH_HOME (a copy of the prepared mini suite and the converted model,
-no activations) so "cold" means cold.
+Each part runs in its own private AUDIOSAEBENCH_HOME (a copy of the prepared mini suite and the
+converted model; no activations, state or task caches) so "cold" means cold.
 """
 
 from __future__ import annotations
@@ -102,32 +103,45 @@ def _write_random(path: Path, d_sae: int, seed: int) -> Path:
                             path, overwrite=True)
 
 
+def _per_task(out_dir: Path) -> dict[str, dict[str, float]]:
+    """{sae id: {task: runtime_s}} from the result JSON a run wrote."""
+    per: dict[str, dict[str, float]] = {}
+    for p in sorted(out_dir.rglob("*.json")):
+        doc = json.loads(p.read_text())
+        per.setdefault(doc["sae"]["id"], {})[doc["task"]["name"]] = doc["run"]["runtime_s"]
+    return per
+
+
 def bench_warm_and_tasks(report: dict, src_home: Path, parts: set[str]) -> None:
-    home = private_home(src_home)
-    env = {**os.environ, "AUDIOSAEBENCH_HOME": str(home)}
+    """Each part in its own fresh home (prepared data and converted model only), so cold is cold."""
     work = Path(tempfile.mkdtemp(prefix="bench-saes-"))
     a, b = _write_random(work / "a", 1536, 0), _write_random(work / "b", 1536, 1)
+    homes = []
     try:
         if "warm" in parts:
+            homes.append(private_home(src_home))
+            env = {**os.environ, "AUDIOSAEBENCH_HOME": str(homes[-1])}
             tasks = "fidelity,phoneme_probing"
             cold = _cli(["evaluate", "--sae", str(a), "--tasks", tasks, "--out", str(work / "r1"), "--no-progress"], env)
             warm = _cli(["evaluate", "--sae", str(b), "--tasks", tasks, "--out", str(work / "r2"), "--no-progress"], env)
-            report["warm"] = {"tasks": tasks, "first_sae_cold_s": cold, "second_sae_warm_s": warm, "ratio": cold / warm}
+            t_cold = sum(next(iter(_per_task(work / "r1").values())).values())
+            t_warm = sum(next(iter(_per_task(work / "r2").values())).values())
+            report["warm"] = {"tasks": tasks, "first_sae_cold_s": cold, "second_sae_warm_s": warm, "ratio": cold / warm,
+                              "task_time_cold_s": t_cold, "task_time_warm_s": t_warm, "task_time_ratio": t_cold / t_warm}
         if "tasks" in parts:
-            shutil.rmtree(home / "activations", ignore_errors=True)
-            shutil.rmtree(home / "splice-cache", ignore_errors=True)
+            homes.append(private_home(src_home))
+            env = {**os.environ, "AUDIOSAEBENCH_HOME": str(homes[-1])}
             out = {}
-            for label, sae in (("cold", a), ("warm", b)):
-                t = _cli(["evaluate", "--sae", str(sae), "--sae", str(work / ("b" if sae == a else "a")),
-                             "--tasks", "all", "--out", str(work / f"all-{label}"), "--no-progress"], env)
-                per = {}
-                for p in sorted((work / f"all-{label}").rglob("*.json")):
-                    doc = json.loads(p.read_text())
-                    per[f"{doc['sae']['id']}/{doc['task']['name']}"] = doc["run"]["runtime_s"]
-                out[label] = {"wall_s": t, "saes": 2, "per_task_s": per}
+            for label in ("cold", "warm"):
+                t = _cli(["evaluate", "--sae", str(a), "--sae", str(b), "--tasks", "all", "--out", str(work / f"all-{label}"),
+                          "--no-progress"], env)
+                per = _per_task(work / f"all-{label}")
+                out[label] = {"wall_s": t, "saes": 2, "per_task_s": per,
+                              "per_sae_s": {k: sum(v.values()) for k, v in per.items()}}
             report["tasks"] = out
     finally:
-        shutil.rmtree(home, ignore_errors=True)
+        for h in homes:
+            shutil.rmtree(h, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -211,14 +225,16 @@ def table(report: dict) -> str:
                   f"{HOOK} {e[f'extract_{HOOK}_s']:.1f} s (ratio {e['ratio_layer2_early_exit']:.2f}, early exit)"]
     if "warm" in report:
         w = report["warm"]
-        lines += [f"warm     first SAE {w['first_sae_cold_s']:.1f} s, second SAE {w['second_sae_warm_s']:.1f} s "
-                  f"(ratio {w['ratio']:.1f}x, goal >= 10x) [{w['tasks']}]"]
+        lines += [f"warm     first SAE {w['first_sae_cold_s']:.1f} s, second SAE {w['second_sae_warm_s']:.1f} s, whole "
+                  f"processes (ratio {w['ratio']:.1f}x, goal >= 10x); task time only {w['task_time_cold_s']:.1f} / "
+                  f"{w['task_time_warm_s']:.1f} s (ratio {w['task_time_ratio']:.1f}x) [{w['tasks']}]"]
     if "tasks" in report:
-        for label in ("cold", "warm"):
+        for label, what in (("cold", "fresh home: first SAE cold, second on warm caches"), ("warm", "everything cached")):
             t = report["tasks"][label]
-            per = ", ".join(f"{k.split('/')[-1]} {v:.0f}" for k, v in t["per_task_s"].items() if k.startswith("bench-d1536-s0") or
-                            k.startswith("bench-d1536-s1") and label == "warm")
-            lines += [f"tasks    all tasks, 2 SAEs, {label}: {t['wall_s']:.0f} s ({per})"]
+            lines += [f"tasks    --tasks all, 2 SAEs, {label} ({what}): wall {t['wall_s']:.0f} s"]
+            for sae, per in t["per_task_s"].items():
+                tasks = ", ".join(f"{k} {v:.0f}" for k, v in sorted(per.items(), key=lambda kv: -kv[1]))
+                lines += [f"           {sae}: {t['per_sae_s'][sae]:.0f} s ({tasks})"]
     for r in report.get("memory", []):
         lines += [f"memory   {r['run']:10s} d_sae {r['d_sae']:6d}, {r['clips_per_split']:3d} clips/split: "
                   f"peak RSS {r['peak_rss_mb']:.0f} MB, {r['wall_s']:.0f} s"]

@@ -71,6 +71,13 @@ class WhisperDecoder:
         self.timestamp_begin = (tid("<|notimestamps|>") or 0) + 1
         self.no_speech = tid("<|nospeech|>") if tid("<|nospeech|>") is not None else tid("<|nocaptions|>")
 
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The LM head on [b, d] decoder states, float32. ``W @ h.T`` rather than ``linear(h, W)``:
+        for a few rows against Whisper's 51,864 x d head, MKL's transposed path is 4x slower here
+        (bench: 42 ms vs 10 ms per step for 8 rows on the 2-core CPU)."""
+        w = self.adapter.model.proj_out.weight
+        return (w @ hidden.to(w.dtype).T).T.float()
+
     @torch.no_grad()
     def decode_encoder_states(self, enc: torch.Tensor, max_new_tokens: int = 96) -> list[str]:
         return self.decode_with_no_speech(enc, max_new_tokens)[0]
@@ -79,18 +86,18 @@ class WhisperDecoder:
     def decode_with_no_speech(self, enc: torch.Tensor, max_new_tokens: int = 96) -> tuple[list[str], list[float | None]]:
         """Greedy transcripts and, as openai-whisper computes it, the probability of the no-speech token
         right after ``<|startoftranscript|>`` (None when the vocabulary has no such token)."""
-        model = self.adapter.model
+        decoder = self.adapter.base_model.decoder
         b = enc.shape[0]
         ids = torch.tensor([self.prompt] * b, device=enc.device)
-        out = model(encoder_outputs=(enc,), decoder_input_ids=ids, use_cache=True)
+        out = decoder(input_ids=ids, encoder_hidden_states=enc, use_cache=True)
         if self.no_speech is None:
             no_speech: list[float | None] = [None] * b
         else:
-            no_speech = out.logits[:, 0].float().softmax(-1)[:, self.no_speech].tolist()
+            no_speech = self._logits(out.last_hidden_state[:, 0]).softmax(-1)[:, self.no_speech].tolist()
         tokens: list[list[int]] = [[] for _ in range(b)]
         done = torch.zeros(b, dtype=torch.bool)
         for step in range(max_new_tokens):
-            logits = out.logits[:, -1].float()
+            logits = self._logits(out.last_hidden_state[:, -1])
             if len(self.suppress):
                 logits[:, self.suppress] = -torch.inf
             logits[:, self.timestamp_begin :] = -torch.inf
@@ -105,8 +112,8 @@ class WhisperDecoder:
                         tokens[i].append(int(nxt[i]))
             if bool(done.all()):
                 break
-            out = model(encoder_outputs=(enc,), decoder_input_ids=nxt[:, None], past_key_values=out.past_key_values,
-                        use_cache=True)
+            out = decoder(input_ids=nxt[:, None], encoder_hidden_states=enc, past_key_values=out.past_key_values,
+                          use_cache=True)
         return [self.tok.decode(t, skip_special_tokens=True).strip() for t in tokens], no_speech
 
     @torch.no_grad()

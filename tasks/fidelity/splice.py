@@ -42,7 +42,7 @@ def _recovered(ce: dict[str, np.ndarray], ntok: np.ndarray, ablation: str, pick=
     return _ratio(a - m, a - c)
 
 
-SPLICE_CACHE_VERSION = 2  # 2: conditions run from the cached hook output
+SPLICE_CACHE_VERSION = 3  # 2: conditions run from the cached hook output; 3: LM head as W @ h.T
 _SHARED = ("clean", "zero", "mean")  # conditions that do not depend on the SAE
 
 

@@ -19,7 +19,7 @@ from audiosaebench.models.whisper_decode import corpus_wer, normalize_text
 from audiosaebench.task import TaskContext, TaskResult
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 2  # 2: continuation from the hook output (cached states)
+CACHE_VERSION = 3  # 2: continuation from the hook output (cached states); 3: LM head as W @ h.T
 Edit = Callable[[torch.Tensor], torch.Tensor] | None
 
 
