@@ -90,7 +90,7 @@ def feature_f1(fam: Family) -> tuple[np.ndarray, np.ndarray]:
     return tr_f1, te_f1
 
 
-_DENSE_CACHE: dict[tuple, np.ndarray] = {}
+DENSE_CACHE_VERSION = 1
 
 
 def dense_f1(fam: Family, key: tuple, max_negatives: int, seed: int) -> np.ndarray:
@@ -99,9 +99,22 @@ def dense_f1(fam: Family, key: tuple, max_negatives: int, seed: int) -> np.ndarr
     A balanced logistic probe is fitted on frames (clip concepts: every frame carries its clip's
     label; all positive frames and at most ``max_negatives`` negative frames); its probability is
     max-pooled per clip for clip concepts and thresholded with the same grid, chosen on train.
-    SAE-independent, so memoised per process."""
-    if key in _DENSE_CACHE:
-        return _DENSE_CACHE[key]
+    SAE-independent (``key`` names the activation stores, items and options), so cached under
+    ``$AUDIOSAEBENCH_HOME/coverage-cache``."""
+    import json
+
+    import sklearn
+
+    from audiosaebench.cache import cached_json
+
+    full_key = {"v": DENSE_CACHE_VERSION, "key": json.loads(json.dumps(key, default=str)), "sklearn": sklearn.__version__}
+    got = cached_json("coverage-cache", full_key, lambda: {"dense_f1": _dense_f1(fam, max_negatives, seed).tolist()},
+                      lambda d: isinstance(d, dict) and isinstance(d.get("dense_f1"), list)
+                      and len(d["dense_f1"]) == len(fam.concepts))
+    return np.array(got["dense_f1"], dtype=float)
+
+
+def _dense_f1(fam: Family, max_negatives: int, seed: int) -> np.ndarray:
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -125,7 +138,6 @@ def dense_f1(fam: Family, key: tuple, max_negatives: int, seed: int) -> np.ndarr
         _, te = threshold_f1(s_tr, np.arange(n_tr), fam.y_train[:, [ci]].astype(np.int64),
                              s_te, np.arange(n_te), fam.y_test[:, [ci]].astype(np.int64))
         out[ci] = te[0]
-    _DENSE_CACHE[key] = out
     return out
 
 
