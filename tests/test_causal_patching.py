@@ -122,8 +122,16 @@ def test_encoder_only_path_end_to_end_with_a_cached_probe(tiny_models, toy_dir, 
     refs = sorted((home / "causal-cache").glob("*.json"))  # the ceiling and the random reference
     assert len(refs) == 2
     refs[0].write_text("{truncated")
+    tensors = sorted((home / "causal-cache").glob("*.safetensors"))  # unpatched scores and gradients
+    assert len(tensors) == 2
+    tensors[0].write_bytes(b"not a safetensors file")
+    tensors[1].write_bytes(tensors[1].read_bytes()[:-8])
+    states = sorted((home / "state-cache").rglob("*.safetensors"))
+    assert states
+    states[0].write_bytes(states[0].read_bytes()[:100])
     again = evaluate([sae], "causal_patching", suite=suite, out=tmp_path / "b", progress=False,
                      task_config={"causal_patching": options})[0]
     for name in ("recovery@32", "recovery@20_random", "recovery_ceiling", "recovery@20_gain_over_random"):
         assert again["metrics"]["values"][name] == pytest.approx(v[name], abs=1e-6), name
+    assert again["metrics"]["values"] == pytest.approx(v, abs=1e-6, nan_ok=True)
     assert again["details"]["probe_hook"] == "encoder.layers.2"  # the last layer (no stable layer norm)
