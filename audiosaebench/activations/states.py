@@ -25,12 +25,13 @@ from typing import Any
 import torch
 
 from audiosaebench import paths
-from audiosaebench.models.base import Batch, _hidden, _StopForward
+from audiosaebench.models.base import Batch, _StopForward
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1
 WHERE = ("input", "output")
 _used_bytes: dict[Path, int] = {}  # per cache folder, counted once per process
+_full_warned: set[Path] = set()
 
 
 def budget_bytes() -> int:
@@ -49,21 +50,18 @@ def folder() -> Path:
 def compute_states(adapter: Any, hook: str, batch: Batch, where: str) -> torch.Tensor:
     """The tensor entering (``input``) or leaving (``output``) the hook's module, [B, T, d], all frames.
 
-    The forward pass stops there."""
+    The forward pass stops there (``output`` is :meth:`AudioModelAdapter.activations`)."""
     if where not in WHERE:
         raise ValueError(f"where must be one of {WHERE}, got {where!r}")
-    module = adapter.module(hook)
+    if where == "output":
+        return adapter.activations(batch, [hook])[adapter.resolve(hook).name]
     captured: list[torch.Tensor] = []
 
     def pre_hook(_module: torch.nn.Module, args: tuple) -> None:
         captured.append(args[0].detach())
         raise _StopForward
 
-    def post_hook(_module: torch.nn.Module, _inp: Any, output: Any) -> None:
-        captured.append(_hidden(output).detach())
-        raise _StopForward
-
-    handle = module.register_forward_pre_hook(pre_hook) if where == "input" else module.register_forward_hook(post_hook)
+    handle = adapter.module(hook).register_forward_pre_hook(pre_hook)
     try:
         with torch.no_grad():
             adapter._run_base(batch)
@@ -107,24 +105,22 @@ def _read(path: Path, batch_size: int, d: int) -> torch.Tensor | None:
 def _write(path: Path, t: torch.Tensor) -> None:
     from safetensors.torch import save_file
 
-    root = path.parent.parent
+    from audiosaebench.cache import atomic_write
+
+    root = folder()
     if root not in _used_bytes:
         _used_bytes[root] = sum(p.stat().st_size for p in root.rglob("*.safetensors")) if root.exists() else 0
     size = t.numel() * t.element_size()
     if _used_bytes[root] + size > budget_bytes():
-        if budget_bytes() > 0 and not getattr(_write, "warned", False):
+        if root not in _full_warned:
             log.warning("state cache %s is full (AUDIOSAEBENCH_STATE_CACHE_GB); new states are not stored", root)
-            _write.warned = True  # type: ignore[attr-defined]
+            _full_warned.add(root)
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
     try:
-        save_file({"states": t.contiguous()}, str(tmp))
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: save_file({"states": t.contiguous()}, str(tmp)))
         _used_bytes[root] += size
     except OSError as e:  # a full disk costs speed, not the run
         log.warning("could not write the state cache entry %s (%s)", path, e)
-        tmp.unlink(missing_ok=True)
 
 
 def hook_states(adapter: Any, hook: str, batch: Batch, where: str = "output") -> torch.Tensor:

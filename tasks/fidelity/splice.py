@@ -70,12 +70,11 @@ def _load_shared(path) -> dict | None:
 
 def _save_shared(path, ce: dict, ntok: np.ndarray, hyps: list[str]) -> None:
     import json
-    import os
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps({"ce": {k: ce[k].tolist() for k in _SHARED}, "ntok": ntok.tolist(), "hyps": hyps}))
-    os.replace(tmp, path)
+    from audiosaebench.cache import atomic_write
+
+    text = json.dumps({"ce": {k: ce[k].tolist() for k in _SHARED}, "ntok": ntok.tolist(), "hyps": hyps})
+    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def whisper_splice(ctx, manifest, hook: str, mean: torch.Tensor, cfg: dict, rng) -> tuple[dict, dict, dict, dict]:
