@@ -104,3 +104,25 @@ def test_whisper_tiny_en_transcribes_the_test_split(mini, tiny_en_dir):
     wer = corpus_wer([c.labels["text"] for c in clips], hyps)
     # measured 0.200 on these 16 utterances (0.211 on the whole test split)
     assert 0.05 < wer < 0.45, (wer, hyps)
+
+
+@pytest.mark.slow
+def test_greedy_decoding_drops_finished_rows_without_changing_any(mini, tiny_en_dir):
+    """Rows that reach end-of-text leave the decoding batch and its KV cache; every row's transcript
+    and no-speech probability are what it gets decoded alone."""
+    from audiosaebench.models.loading import load_adapter
+    from audiosaebench.models.whisper_decode import WhisperDecoder
+
+    ad = load_adapter(str(tiny_en_dir))
+    dec = WhisperDecoder(ad, tiny_en_dir / "tokenizer.json")
+    man = mini[1]["speech_test"]
+    waves = [man.load(c) for c in man.clips[:3]]
+    waves.append((np.random.default_rng(0).standard_normal(48_000) * 0.3).astype(np.float32))  # noise
+    batch = ad.prepare(waves)
+    enc = ad.base_model.encoder(batch.inputs["input_features"]).last_hidden_state
+    together, nsp = dec.decode_with_no_speech(enc, 24)
+    alone = [dec.decode_with_no_speech(enc[i : i + 1], 24) for i in range(len(waves))]
+    assert together == [a[0][0] for a in alone]
+    assert np.allclose(nsp, [a[1][0] for a in alone], atol=1e-5)
+    lengths = [len(dec.tok.encode(" " + t, add_special_tokens=False).ids) for t in together]
+    assert len(set(lengths)) > 1, (together, lengths)  # rows finished at different steps

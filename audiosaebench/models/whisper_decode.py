@@ -2,7 +2,9 @@
 
 Prompt: ``<|startoftranscript|>`` (+ ``<|en|><|transcribe|>`` for multilingual models) +
 ``<|notimestamps|>``; greedy argmax with the model's suppress lists; stops at end-of-text or after
-``max_new_tokens``. Decoding uses ``tokenizers`` with the model folder's ``tokenizer.json``.
+``max_new_tokens``; a row that ends leaves the batch and the KV cache, so a batch whose one row loops
+to the token limit costs one row per step, not the batch. Decoding uses ``tokenizers`` with the
+model folder's ``tokenizer.json``.
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ class WhisperDecoder:
         else:
             no_speech = self._logits(out.last_hidden_state[:, 0]).softmax(-1)[:, self.no_speech].tolist()
         tokens: list[list[int]] = [[] for _ in range(b)]
-        done = torch.zeros(b, dtype=torch.bool)
+        active = list(range(b))  # rows still decoding; finished rows leave the batch and the KV cache
         for step in range(max_new_tokens):
             logits = self._logits(out.last_hidden_state[:, -1])
             if len(self.suppress):
@@ -103,17 +105,20 @@ class WhisperDecoder:
             logits[:, self.timestamp_begin :] = -torch.inf
             if step == 0:
                 logits[:, self.begin_suppress] = -torch.inf
-            nxt = logits.argmax(-1)
-            for i in range(b):
-                if not done[i]:
-                    if int(nxt[i]) == self.eot:
-                        done[i] = True
-                    else:
-                        tokens[i].append(int(nxt[i]))
-            if bool(done.all()):
+            nxt = logits.argmax(-1).tolist()
+            keep = [j for j, t in enumerate(nxt) if t != self.eot]
+            for j in keep:
+                tokens[active[j]].append(nxt[j])
+            if not keep or step == max_new_tokens - 1:
                 break
-            out = decoder(input_ids=nxt[:, None], encoder_hidden_states=enc, past_key_values=out.past_key_values,
-                          use_cache=True)
+            cache = out.past_key_values
+            if len(keep) < len(active):
+                index = torch.tensor(keep, device=enc.device)
+                cache.batch_select_indices(index)
+                enc = enc[index]
+                active = [active[j] for j in keep]
+            ids = torch.tensor([[nxt[j]] for j in keep], device=enc.device)
+            out = decoder(input_ids=ids, encoder_hidden_states=enc, past_key_values=cache, use_cache=True)
         return [self.tok.decode(t, skip_special_tokens=True).strip() for t in tokens], no_speech
 
     @torch.no_grad()

@@ -42,7 +42,9 @@ def _recovered(ce: dict[str, np.ndarray], ntok: np.ndarray, ablation: str, pick=
     return _ratio(a - m, a - c)
 
 
-SPLICE_CACHE_VERSION = 3  # 2: conditions run from the cached hook output; 3: LM head as W @ h.T
+# 2: conditions run from the cached hook output; 3: LM head as W @ h.T; 4: finished rows leave the
+# decode batch
+SPLICE_CACHE_VERSION = 4
 _SHARED = ("clean", "zero", "mean")  # conditions that do not depend on the SAE
 
 

@@ -19,7 +19,9 @@ from audiosaebench.models.whisper_decode import corpus_wer, normalize_text
 from audiosaebench.task import TaskContext, TaskResult
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 3  # 2: continuation from the hook output (cached states); 3: LM head as W @ h.T
+# 2: continuation from the hook output (cached states); 3: LM head as W @ h.T; 4: finished rows
+# leave the decode batch
+CACHE_VERSION = 4
 Edit = Callable[[torch.Tensor], torch.Tensor] | None
 
 
