@@ -9,8 +9,9 @@ Prints a readable table and writes a JSON report (with the machine it ran on). P
 * tasks:   `evaluate --tasks all` on two SAEs from a fresh home (cold), then again (warm): wall and
            per-task time of each SAE;
 * memory:  peak RSS against the number of clips (1x, 2x, 4x) and against d_sae (4k, 16k, 65k);
-* models:  forward cost of randomly initialised whisper-base / whisper-small / hubert-base configs
-           (timing does not depend on the weights), on a GPU when one is available.
+* models:  randomly initialised whisper-tiny / -base / -small and hubert-base configs (timing does
+           not depend on the weights): the encoder forward of 8 windows, and the harness's extraction
+           at the last layer vs the raw forward on the same 8 mini clips; on a GPU when one is available.
 
 Each part runs in its own private AUDIOSAEBENCH_HOME (a copy of the prepared mini suite and the
 converted model; no activations, state or task caches) so "cold" means cold.
@@ -172,46 +173,83 @@ def bench_memory(report: dict, src_home: Path) -> None:
     report["memory"] = rows
 
 
-def bench_models(report: dict) -> None:
+def bench_models(report: dict, src_home: Path) -> None:
+    """Randomly initialised larger configs (timing does not depend on the weights): the raw encoder
+    forward of 8 windows, and the harness's extraction at the last layer against the raw forward on
+    the same 8 mini clips (ratio), in a private home; on a GPU when one is available."""
     import torch
-    from transformers import HubertConfig, HubertModel, WhisperConfig, WhisperModel
+    from transformers import HubertConfig, HubertModel, WhisperConfig, WhisperForConditionalGeneration
+
+    from audiosaebench.activations.extract import get_activations
+    from audiosaebench.data.suites import load_suite
+    from audiosaebench.evaluation import limited
+    from audiosaebench.models.loading import load_adapter
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
-    rows = []
+
+    def whisper(d, layers, heads):  # one decoder layer: extraction never runs the decoder
+        return WhisperForConditionalGeneration(WhisperConfig(
+            d_model=d, encoder_layers=layers, decoder_layers=1, encoder_attention_heads=heads,
+            decoder_attention_heads=heads, encoder_ffn_dim=4 * d, decoder_ffn_dim=4 * d))
+
     specs = {
-        "whisper-tiny (4 layers, 384)": lambda: WhisperModel(WhisperConfig(d_model=384, encoder_layers=4, decoder_layers=1,
-                                                                            encoder_attention_heads=6, decoder_attention_heads=6,
-                                                                            encoder_ffn_dim=1536)),
-        "whisper-base (6 layers, 512)": lambda: WhisperModel(WhisperConfig(d_model=512, encoder_layers=6, decoder_layers=1,
-                                                                            encoder_attention_heads=8, decoder_attention_heads=8,
-                                                                            encoder_ffn_dim=2048)),
-        "whisper-small (12 layers, 768)": lambda: WhisperModel(WhisperConfig(d_model=768, encoder_layers=12, decoder_layers=1,
-                                                                              encoder_attention_heads=12, decoder_attention_heads=12,
-                                                                              encoder_ffn_dim=3072)),
+        "whisper-tiny (4 layers, 384)": lambda: whisper(384, 4, 6),
+        "whisper-base (6 layers, 512)": lambda: whisper(512, 6, 8),
+        "whisper-small (12 layers, 768)": lambda: whisper(768, 12, 12),
         "hubert-base (12 layers, 768)": lambda: HubertModel(HubertConfig()),
     }
-    for name, make in specs.items():
-        torch.manual_seed(0)
-        m = make().eval().to(dev)
-        if name.startswith("whisper"):
-            x = torch.randn(8, 80, 3000, device=dev)
-            run = lambda m=m, x=x: m.encoder(x)  # noqa: E731
-            audio_s = 8 * 30
-        else:
-            x = torch.randn(8, 16000 * 10, device=dev)
-            run = lambda m=m, x=x: m(x)  # noqa: E731
-            audio_s = 8 * 10
-        with torch.no_grad():
-            run()
-            if dev == "cuda":
-                torch.cuda.synchronize()
+    home = private_home(src_home)
+    os.environ["AUDIOSAEBENCH_HOME"] = str(home)
+    rows = []
+    try:
+        man = limited(load_suite("mini").split("speech_test"), 8)
+        waves = [man.load(c) for c in man.clips]
+        for name, make in specs.items():
+            torch.manual_seed(0)
+            folder = home / "bench-models" / name.split()[0]
+            make().save_pretrained(folder)
+            ad = load_adapter(str(folder), device=dev)
+            last = f"encoder.layers.{ad.n_layers - 1}"
+            with torch.no_grad():
+                if name.startswith("whisper"):
+                    x = torch.randn(8, 80, 3000, device=dev)
+                    audio_s = 8 * 30
+                    forward = lambda x=x, ad=ad: ad.base_model.encoder(x)  # noqa: E731
+                else:
+                    x = torch.randn(8, 16000 * 10, device=dev)
+                    audio_s = 8 * 10
+                    forward = lambda x=x, ad=ad: ad.model(x)  # noqa: E731
+                forward()  # warm-up
+                if dev == "cuda":
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                forward()
+                if dev == "cuda":
+                    torch.cuda.synchronize()
+                dt = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                for group in ad.batch_groups([len(w) for w in waves]):
+                    for i in range(0, len(group), 8):  # the harness's batches: same groups, batch size 8
+                        b = ad.prepare([waves[j] for j in group[i : i + 8]])
+                        inputs = {k: v.to(dev) for k, v in b.inputs.items()}
+                        if name.startswith("whisper"):
+                            ad.base_model.encoder(inputs["input_features"])
+                        else:
+                            ad.model(**inputs)
+                if dev == "cuda":
+                    torch.cuda.synchronize()
+                raw = time.perf_counter() - t0
             t0 = time.perf_counter()
-            run()
-            if dev == "cuda":
-                torch.cuda.synchronize()
-        dt = time.perf_counter() - t0
-        rows.append({"model": name, "device": dev, "batch_audio_s": audio_s, "forward_s": dt, "realtime_factor": audio_s / dt})
-        del m
+            get_activations(ad, [last], man, batch_size=8, progress=False)
+            harness = time.perf_counter() - t0
+            rows.append({"model": name, "device": dev, "batch_audio_s": audio_s, "forward_s": dt,
+                         "realtime_factor": audio_s / dt, "clips": len(waves), "raw_clips_forward_s": raw,
+                         "harness_extract_s": harness, "ratio": harness / raw})
+            del ad
+            shutil.rmtree(folder, ignore_errors=True)
+    finally:
+        os.environ["AUDIOSAEBENCH_HOME"] = str(src_home)
+        shutil.rmtree(home, ignore_errors=True)
     report["models"] = rows
 
 
@@ -240,7 +278,8 @@ def table(report: dict) -> str:
                   f"peak RSS {r['peak_rss_mb']:.0f} MB, {r['wall_s']:.0f} s"]
     for r in report.get("models", []):
         lines += [f"models   {r['model']:32s} {r['device']}: {r['forward_s']:.2f} s for {r['batch_audio_s']} s of audio "
-                  f"({r['realtime_factor']:.0f}x real time)"]
+                  f"({r['realtime_factor']:.0f}x real time); {r['clips']} mini clips: raw {r['raw_clips_forward_s']:.1f} s, "
+                  f"harness extraction {r['harness_extract_s']:.1f} s (ratio {r['ratio']:.2f})"]
     return "\n".join(lines)
 
 
@@ -261,7 +300,7 @@ def main() -> int:
         out.write_text(json.dumps(report, indent=1) + "\n")
 
     if "models" in parts:
-        bench_models(report)
+        bench_models(report, src)
         save()
     if "extract" in parts:
         home = private_home(src)

@@ -1,0 +1,36 @@
+"""bench/run.py: its report table reads every part it writes (the timings themselves are not tested)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "run.py"
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_run", BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_table_shows_every_part():
+    bench = _bench()
+    report = {
+        "machine": {"cpu": "test cpu", "cpus": 2, "memory": "1 kB", "cuda": None, "torch": "2"},
+        "extract": {"raw_encoder_forward_s": 10.0, "clips": 48, "extract_encoder.layers.3_s": 10.5,
+                    "extract_encoder.layers.2_s": 8.0, "ratio_last_layer": 1.05, "ratio_layer2_early_exit": 0.8},
+        "warm": {"tasks": "fidelity,phoneme_probing", "first_sae_cold_s": 80.0, "second_sae_warm_s": 20.0, "ratio": 4.0,
+                 "task_time_cold_s": 30.0, "task_time_warm_s": 15.0, "task_time_ratio": 2.0},
+        "tasks": {label: {"wall_s": 100.0, "per_task_s": {"sae-a": {"fidelity": 6.0, "steering": 20.0}},
+                          "per_sae_s": {"sae-a": 26.0}} for label in ("cold", "warm")},
+        "memory": [{"run": "clips 1x", "d_sae": 4096, "clips_per_split": 12, "peak_rss_mb": 900.0, "wall_s": 50.0}],
+        "models": [{"model": "whisper-base (6 layers, 512)", "device": "cpu", "batch_audio_s": 240, "forward_s": 3.0,
+                    "realtime_factor": 80.0, "clips": 8, "raw_clips_forward_s": 3.2, "harness_extract_s": 3.1,
+                    "ratio": 0.97}],
+    }
+    text = bench.table(report)
+    for needle in ("ratio 1.05", "ratio 4.0x", "wall 100 s", "steering 20", "peak RSS 900 MB", "whisper-base",
+                   "harness extraction 3.1 s (ratio 0.97)"):
+        assert needle in text, (needle, text)
