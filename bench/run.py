@@ -69,7 +69,9 @@ def bench_extract(report: dict) -> None:
     from audiosaebench.data.suites import load_suite
     from audiosaebench.models.loading import load_adapter
 
-    ad = load_adapter(MODEL)
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
+    ad = load_adapter(MODEL, device=dev)
     man = load_suite("mini").split("speech_test")
     waves = [man.load(c) for c in man.clips]
     bs = 8
@@ -77,12 +79,14 @@ def bench_extract(report: dict) -> None:
     with torch.no_grad():
         for i in range(0, len(waves), bs):
             b = ad.prepare(waves[i : i + bs])
-            ad.base_model.encoder(b.inputs["input_features"])
+            ad.base_model.encoder(b.inputs["input_features"].to(dev))
+    sync()
     raw = time.perf_counter() - t0
-    rows = {"raw_encoder_forward_s": raw, "clips": len(waves), "batch_size": bs}
+    rows = {"raw_encoder_forward_s": raw, "clips": len(waves), "batch_size": bs, "device": dev}
     for hook in ("encoder.layers.3", HOOK):
         t0 = time.perf_counter()
         get_activations(ad, [hook], man, batch_size=bs, progress=False)
+        sync()
         rows[f"extract_{hook}_s"] = time.perf_counter() - t0
     rows["ratio_last_layer"] = rows["extract_encoder.layers.3_s"] / raw
     rows["ratio_layer2_early_exit"] = rows[f"extract_{HOOK}_s"] / raw
