@@ -116,6 +116,28 @@ def test_disentanglement_planted_beats_trained_beats_random(setup, tmp_path):
     assert all(leak[k] is not None for k in ("leakage_phones_to_sex", "leakage_sex_to_phones")), leak
 
 
+def test_disentanglement_raw_probes_are_cached_and_a_damaged_entry_is_refitted(setup, tmp_path, monkeypatch):
+    import audiosaebench_tasks.disentanglement.compute as dc
+    from audiosaebench import paths
+
+    first = _run(setup, "disentanglement", ["random"], tmp_path / "a")["random"]["metrics"]["values"]
+    entries = sorted((paths.home() / "disentanglement-cache").glob("*.json"))
+    assert entries
+    fits = []
+    real_fit = dc._fit
+    monkeypatch.setattr(dc, "_fit", lambda x, *a: fits.append(x.shape) or real_fit(x, *a))
+    again = _run(setup, "disentanglement", ["random"], tmp_path / "b")["random"]["metrics"]["values"]
+    assert again == first
+    raw = [s for s in fits if s[1] == 384 and s[0] > 1000]  # the probes on all raw dimensions of the frames
+    assert raw == [], fits
+    for e in entries:
+        e.write_text('{"raw_sex": "garbage"')
+    fits.clear()
+    refitted = _run(setup, "disentanglement", ["random"], tmp_path / "c")["random"]["metrics"]["values"]
+    assert refitted == first
+    assert len([s for s in fits if s[1] == 384 and s[0] > 1000]) == 2, fits
+
+
 def _permuted(sae, seed: int):
     import torch
 

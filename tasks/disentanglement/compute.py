@@ -14,6 +14,7 @@ from audiosaebench.labels import frame_phone_ids
 from audiosaebench.task import TaskContext, TaskResult
 
 FAMILIES = (("keywords", "commands", "keyword"), ("sounds", "nonspeech", "category"))
+RAW_PROBE_CACHE_VERSION = 1
 
 
 def _fit(x, y, C: float, seed: int):
@@ -95,6 +96,23 @@ def _selectivity(ctx: TaskContext, name: str, role: str, key: str, cfg, seed: in
     return classes, per_n, score(oracle), acc0
 
 
+def _raw_probes(ctx: TaskContext, cfg, seed: int, phones: list[int], compute) -> tuple[float, float]:
+    """The leakage normalisers (probes on all raw dimensions) do not depend on the SAE: cached per
+    activation stores, frame sample and options under $AUDIOSAEBENCH_HOME/disentanglement-cache."""
+    import math
+
+    import sklearn
+
+    from audiosaebench.cache import cached_json
+
+    key = {"v": RAW_PROBE_CACHE_VERSION, "stores": [ctx.activations(f"speech_{s}").key for s in ("train", "test")],
+           "seed": seed, "C": float(cfg["logreg_C"]), "max_frames": int(cfg["max_frames"]), "phones": phones,
+           "sklearn": sklearn.__version__}
+    got = cached_json("disentanglement-cache", key, compute, lambda d: isinstance(d, dict) and all(
+        isinstance(d.get(k), float) and math.isfinite(d[k]) for k in ("raw_sex", "raw_ph")))
+    return got["raw_sex"], got["raw_ph"]
+
+
 def _leakage(ctx: TaskContext, cfg, seed: int, reasons: dict) -> tuple[dict[str, float | None], tuple | None]:
     """Phones -> sex and sex -> phones at frame level, normalised by the raw-dimension probe."""
     rng = np.random.default_rng(seed)
@@ -133,8 +151,8 @@ def _leakage(ctx: TaskContext, cfg, seed: int, reasons: dict) -> tuple[dict[str,
     def cols(z, f):
         return z[:, f].toarray()
 
-    raw_sex = acc(xtr, str_, xte, ste)
-    raw_ph = acc(xtr[keep_tr], ptr[keep_tr], xte[keep_te], pte[keep_te])
+    raw_sex, raw_ph = _raw_probes(ctx, cfg, seed, phones, lambda: {
+        "raw_sex": acc(xtr, str_, xte, ste), "raw_ph": acc(xtr[keep_tr], ptr[keep_tr], xte[keep_te], pte[keep_te])})
     chance_ph = 1.0 / len(phones)
 
     def norm(a: float, raw: float, chance: float) -> float | None:
