@@ -116,6 +116,28 @@ def test_disentanglement_planted_beats_trained_beats_random(setup, tmp_path):
     assert all(leak[k] is not None for k in ("leakage_phones_to_sex", "leakage_sex_to_phones")), leak
 
 
+def test_phoneme_probing_references_are_cached_and_a_damaged_entry_is_refitted(setup, tmp_path, monkeypatch):
+    import audiosaebench_tasks.phoneme_probing.compute as pc
+    from audiosaebench import paths
+
+    first = _run(setup, "phoneme_probing", ["random"], tmp_path / "a")["random"]
+    n_phones, n_ks = len(first["details"]["phones"]), len(first["config"]["ks"])
+    entries = sorted((paths.home() / "probing-cache").glob("*.json"))
+    assert entries
+    calls = []
+    real_probe = pc._probe
+    monkeypatch.setattr(pc, "_probe", lambda *a: calls.append(1) or real_probe(*a))
+    again = _run(setup, "phoneme_probing", ["random"], tmp_path / "b")["random"]
+    assert again["metrics"] == first["metrics"] and again["details"] == first["details"]
+    assert len(calls) == n_phones * n_ks  # the SAE's probes only
+    for e in entries:
+        e.write_text("[]")
+    calls.clear()
+    refitted = _run(setup, "phoneme_probing", ["random"], tmp_path / "c")["random"]
+    assert refitted["metrics"] == first["metrics"]
+    assert len(calls) == n_phones * (2 * n_ks + 1)  # SAE, raw-neuron and dense probes
+
+
 def test_disentanglement_raw_probes_are_cached_and_a_damaged_entry_is_refitted(setup, tmp_path, monkeypatch):
     import audiosaebench_tasks.disentanglement.compute as dc
     from audiosaebench import paths

@@ -107,6 +107,34 @@ def _frame_accuracy(sae, tr, ytr, te, yte, n_perm: int, rng, chunk) -> tuple[flo
     return correct[0] / total, float(np.mean(correct[1:]) / total)
 
 
+REFERENCE_CACHE_VERSION = 1
+
+
+def _cached_references(ctx: TaskContext, cfg, seed: int, phones: list[int], ks: list[int], compute) -> dict:
+    """Per phone, the raw-neuron top-k and dense probe accuracies. They depend on the activation
+    stores, the balanced frame sets (drawn from ``seed`` before any SAE work) and the options, not on
+    the SAE: cached under $AUDIOSAEBENCH_HOME/probing-cache."""
+    import math
+
+    import sklearn
+
+    from audiosaebench.cache import cached_json
+
+    key = {"v": REFERENCE_CACHE_VERSION, "stores": [ctx.activations(r).key for r in ("speech_train", "speech_test")],
+           "seed": seed, "phones": phones, "ks": ks, "C": float(cfg["logreg_C"]),
+           "max_positives": int(cfg["max_positives"]), "min_positives": int(cfg["min_positives"]),
+           "sklearn": sklearn.__version__}
+    names = [f"neuron_top{k}" for k in ks] + ["dense"]
+
+    def valid(d) -> bool:
+        return isinstance(d, dict) and all(
+            isinstance(d.get(ARPABET[p]), dict) and all(isinstance(d[ARPABET[p]].get(n), float)
+                                                        and math.isfinite(d[ARPABET[p]][n]) for n in names)
+            for p in phones)
+
+    return cached_json("probing-cache", key, compute, valid)
+
+
 def _null(ks: list[int], reason: str) -> TaskResult:
     names = [f"{w}_top{k}_accuracy" for k in ks for w in ("sae", "neuron")]
     names += ["dense_accuracy", "audiosae_frame_accuracy", "audiosae_frame_accuracy_chance"]
@@ -147,22 +175,37 @@ def run_probing(ctx: TaskContext) -> TaskResult:
     pos_tr = {int(i): j for j, i in enumerate(idx_tr)}
     pos_te = {int(i): j for j, i in enumerate(idx_te)}
     C = float(cfg["logreg_C"])
-    per_phone: dict[str, dict[str, float]] = {}
-    for pi, p in enumerate(phones):
+
+    def phone_task(p):
+        """Row indices into the gathered train / test frames and 0/1 labels of phone ``p``'s task."""
         (ptr, ntr), (pte, nte) = str_[p], ste[p]
         rtr = np.array([pos_tr[int(i)] for i in np.concatenate([ptr, ntr])])
         rte = np.array([pos_te[int(i)] for i in np.concatenate([pte, nte])])
-        ylab_tr = np.r_[np.ones(len(ptr)), np.zeros(len(ntr))]
-        ylab_te = np.r_[np.ones(len(pte)), np.zeros(len(nte))]
+        return rtr, rte, np.r_[np.ones(len(ptr)), np.zeros(len(ntr))], np.r_[np.ones(len(pte)), np.zeros(len(nte))]
+
+    def references() -> dict:
+        """The raw-neuron and dense probes: the same for every SAE, so cached (see below)."""
+        out = {}
+        for p in phones:
+            rtr, rte, ylab_tr, ylab_te = phone_task(p)
+            xtr, xte = xtr_all[rtr], xte_all[rte]
+            neuron_top = np.argsort(-np.abs(xtr[ylab_tr == 1].mean(0) - xtr[ylab_tr == 0].mean(0)), kind="stable")
+            row = {f"neuron_top{k}": _probe(xtr[:, neuron_top[:k]], ylab_tr, xte[:, neuron_top[:k]], ylab_te, C, seed)
+                   for k in ks}
+            row["dense"] = _probe(xtr, ylab_tr, xte, ylab_te, C, seed)
+            out[ARPABET[p]] = row
+        return out
+
+    refs = _cached_references(ctx, cfg, seed, phones, ks, references)
+    per_phone: dict[str, dict[str, float]] = {}
+    for pi, p in enumerate(phones):
+        rtr, rte, ylab_tr, ylab_te = phone_task(p)
         row: dict[str, float] = {}
-        xtr, xte = xtr_all[rtr], xte_all[rte]
-        neuron_diff = np.abs(xtr[ylab_tr == 1].mean(0) - xtr[ylab_tr == 0].mean(0))
-        neuron_top = np.argsort(-neuron_diff, kind="stable")
         for k in ks:
             cols = [col[f] for f in top[pi, :k]]
             row[f"sae_top{k}"] = _probe(ztr[rtr][:, cols], ylab_tr, zte[rte][:, cols], ylab_te, C, seed)
-            row[f"neuron_top{k}"] = _probe(xtr[:, neuron_top[:k]], ylab_tr, xte[:, neuron_top[:k]], ylab_te, C, seed)
-        row["dense"] = _probe(xtr, ylab_tr, xte, ylab_te, C, seed)
+            row[f"neuron_top{k}"] = refs[ARPABET[p]][f"neuron_top{k}"]
+        row["dense"] = refs[ARPABET[p]]["dense"]
         per_phone[ARPABET[p]] = row
     names = list(next(iter(per_phone.values())))
     table = np.array([[per_phone[ARPABET[p]][n] for n in names] for p in phones])
