@@ -29,6 +29,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 MODEL = "openai/whisper-tiny.en"
@@ -62,6 +64,26 @@ def private_home(src: Path) -> Path:
     return home
 
 
+@contextmanager
+def in_private_home(src: Path) -> Iterator[Path]:
+    """This process works in a fresh private home (see private_home) until the block ends."""
+    home = private_home(src)
+    os.environ["AUDIOSAEBENCH_HOME"] = str(home)
+    try:
+        yield home
+    finally:
+        os.environ["AUDIOSAEBENCH_HOME"] = str(src)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _sync(dev: str) -> None:
+    """Wait for queued GPU work, so wall-clock time covers it."""
+    if dev == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+
+
 def bench_extract(report: dict) -> None:
     import torch
 
@@ -70,7 +92,6 @@ def bench_extract(report: dict) -> None:
     from audiosaebench.models.loading import load_adapter
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
-    sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
     ad = load_adapter(MODEL, device=dev)
     man = load_suite("mini").split("speech_test")
     waves = [man.load(c) for c in man.clips]
@@ -80,13 +101,13 @@ def bench_extract(report: dict) -> None:
         for i in range(0, len(waves), bs):
             b = ad.prepare(waves[i : i + bs])
             ad.base_model.encoder(b.inputs["input_features"].to(dev))
-    sync()
+    _sync(dev)
     raw = time.perf_counter() - t0
     rows = {"raw_encoder_forward_s": raw, "clips": len(waves), "batch_size": bs, "device": dev}
     for hook in ("encoder.layers.3", HOOK):
         t0 = time.perf_counter()
         get_activations(ad, [hook], man, batch_size=bs, progress=False)
-        sync()
+        _sync(dev)
         rows[f"extract_{hook}_s"] = time.perf_counter() - t0
     rows["ratio_last_layer"] = rows["extract_encoder.layers.3_s"] / raw
     rows["ratio_layer2_early_exit"] = rows[f"extract_{HOOK}_s"] / raw
@@ -217,10 +238,8 @@ def bench_models(report: dict, src_home: Path) -> None:
         "whisper-small (12 layers, 768)": lambda: whisper(768, 12, 12),
         "hubert-base (12 layers, 768)": lambda: HubertModel(HubertConfig()),
     }
-    home = private_home(src_home)
-    os.environ["AUDIOSAEBENCH_HOME"] = str(home)
     rows = []
-    try:
+    with in_private_home(src_home) as home:
         man = limited(load_suite("mini").split("speech_test"), 8)
         waves = [man.load(c) for c in man.clips]
         for name, make in specs.items():
@@ -239,12 +258,10 @@ def bench_models(report: dict, src_home: Path) -> None:
                     audio_s = 8 * 10
                     forward = lambda x=x, ad=ad: ad.model(x)  # noqa: E731
                 forward()  # warm-up
-                if dev == "cuda":
-                    torch.cuda.synchronize()
+                _sync(dev)
                 t0 = time.perf_counter()
                 forward()
-                if dev == "cuda":
-                    torch.cuda.synchronize()
+                _sync(dev)
                 dt = time.perf_counter() - t0
                 t0 = time.perf_counter()
                 for group in ad.batch_groups([len(w) for w in waves]):
@@ -255,20 +272,17 @@ def bench_models(report: dict, src_home: Path) -> None:
                             ad.base_model.encoder(inputs["input_features"])
                         else:
                             ad.model(**inputs)
-                if dev == "cuda":
-                    torch.cuda.synchronize()
+                _sync(dev)
                 raw = time.perf_counter() - t0
             t0 = time.perf_counter()
             get_activations(ad, [last], man, batch_size=8, progress=False)
+            _sync(dev)
             harness = time.perf_counter() - t0
             rows.append({"model": name, "device": dev, "batch_audio_s": audio_s, "forward_s": dt,
                          "realtime_factor": audio_s / dt, "clips": len(waves), "raw_clips_forward_s": raw,
                          "harness_extract_s": harness, "ratio": harness / raw})
             del ad
             shutil.rmtree(folder, ignore_errors=True)
-    finally:
-        os.environ["AUDIOSAEBENCH_HOME"] = str(src_home)
-        shutil.rmtree(home, ignore_errors=True)
     report["models"] = rows
 
 
@@ -325,13 +339,8 @@ def main() -> int:
         bench_models(report, src)
         save()
     if "extract" in parts:
-        home = private_home(src)
-        os.environ["AUDIOSAEBENCH_HOME"] = str(home)
-        try:
+        with in_private_home(src):
             bench_extract(report)
-        finally:
-            os.environ["AUDIOSAEBENCH_HOME"] = str(src)
-            shutil.rmtree(home, ignore_errors=True)
         save()
     if parts & {"warm", "tasks"}:
         saes = args.saes.split(",") if args.saes else None

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import sklearn
 import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
+from audiosaebench.cache import cached_json
 from audiosaebench.codes import iter_codes, pooled_clip_codes, sparse_frame_codes
 from audiosaebench.data.phones import ARPABET
 from audiosaebench.hashing import finite_or_none
@@ -96,16 +100,10 @@ def _selectivity(ctx: TaskContext, name: str, role: str, key: str, cfg, seed: in
     return classes, per_n, score(oracle), acc0
 
 
-def _raw_probes(ctx: TaskContext, cfg, seed: int, phones: list[int], compute) -> tuple[float, float]:
+def _raw_probes(stores: list[str], cfg, seed: int, phones: list[int], compute) -> tuple[float, float]:
     """The leakage normalisers (probes on all raw dimensions) do not depend on the SAE: cached per
     activation stores, frame sample and options under $AUDIOSAEBENCH_HOME/disentanglement-cache."""
-    import math
-
-    import sklearn
-
-    from audiosaebench.cache import cached_json
-
-    key = {"v": RAW_PROBE_CACHE_VERSION, "stores": [ctx.activations(f"speech_{s}").key for s in ("train", "test")],
+    key = {"v": RAW_PROBE_CACHE_VERSION, "stores": stores,
            "seed": seed, "C": float(cfg["logreg_C"]), "max_frames": int(cfg["max_frames"]), "phones": phones,
            "sklearn": sklearn.__version__}
     got = cached_json("disentanglement-cache", key, compute, lambda d: isinstance(d, dict) and all(
@@ -118,7 +116,7 @@ def _leakage(ctx: TaskContext, cfg, seed: int, reasons: dict) -> tuple[dict[str,
     rng = np.random.default_rng(seed)
     C, cap, top_n = float(cfg["logreg_C"]), int(cfg["max_frames"]), int(cfg["leakage_top_n"])
     names = ["leakage_phones_to_sex", "leakage_phones_to_sex_random", "leakage_sex_to_phones", "leakage_sex_to_phones_random"]
-    data = {}
+    data, stores = {}, []
     for s in ("train", "test"):
         man, acts = ctx.manifest(f"speech_{s}"), ctx.activations(f"speech_{s}")
         if not all(c.labels.get("phones") for c in man) or not all(c.labels.get("sex") in ("M", "F") for c in man):
@@ -131,6 +129,7 @@ def _leakage(ctx: TaskContext, cfg, seed: int, reasons: dict) -> tuple[dict[str,
         if len(rows) > cap:
             rows = np.sort(rng.choice(rows, cap, replace=False))
         data[s] = (sparse_frame_codes(ctx.sae, acts, rows).tocsc(), acts.take(rows), ph[rows], sex[rows])
+        stores.append(acts.key)
     ztr, xtr, ptr, str_ = data["train"]
     zte, xte, pte, ste = data["test"]
     phones = [p for p in range(len(ARPABET)) if (ptr == p).sum() >= 20 and (pte == p).sum() >= 20]
@@ -151,7 +150,7 @@ def _leakage(ctx: TaskContext, cfg, seed: int, reasons: dict) -> tuple[dict[str,
     def cols(z, f):
         return z[:, f].toarray()
 
-    raw_sex, raw_ph = _raw_probes(ctx, cfg, seed, phones, lambda: {
+    raw_sex, raw_ph = _raw_probes(stores, cfg, seed, phones, lambda: {
         "raw_sex": acc(xtr, str_, xte, ste), "raw_ph": acc(xtr[keep_tr], ptr[keep_tr], xte[keep_te], pte[keep_te])})
     chance_ph = 1.0 / len(phones)
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import sklearn
 import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
+from audiosaebench.cache import cached_json
 from audiosaebench.codes import iter_codes
 from audiosaebench.data.phones import ARPABET
 from audiosaebench.hashing import finite_or_none
@@ -110,17 +114,11 @@ def _frame_accuracy(sae, tr, ytr, te, yte, n_perm: int, rng, chunk) -> tuple[flo
 REFERENCE_CACHE_VERSION = 1
 
 
-def _cached_references(ctx: TaskContext, cfg, seed: int, phones: list[int], ks: list[int], compute) -> dict:
+def _cached_references(stores: list[str], cfg, seed: int, phones: list[int], ks: list[int], compute) -> dict:
     """Per phone, the raw-neuron top-k and dense probe accuracies. They depend on the activation
     stores, the balanced frame sets (drawn from ``seed`` before any SAE work) and the options, not on
     the SAE: cached under $AUDIOSAEBENCH_HOME/probing-cache."""
-    import math
-
-    import sklearn
-
-    from audiosaebench.cache import cached_json
-
-    key = {"v": REFERENCE_CACHE_VERSION, "stores": [ctx.activations(r).key for r in ("speech_train", "speech_test")],
+    key = {"v": REFERENCE_CACHE_VERSION, "stores": stores,
            "seed": seed, "phones": phones, "ks": ks, "C": float(cfg["logreg_C"]),
            "max_positives": int(cfg["max_positives"]), "min_positives": int(cfg["min_positives"]),
            "sklearn": sklearn.__version__}
@@ -183,11 +181,13 @@ def run_probing(ctx: TaskContext) -> TaskResult:
         rte = np.array([pos_te[int(i)] for i in np.concatenate([pte, nte])])
         return rtr, rte, np.r_[np.ones(len(ptr)), np.zeros(len(ntr))], np.r_[np.ones(len(pte)), np.zeros(len(nte))]
 
+    tasks = {p: phone_task(p) for p in phones}
+
     def references() -> dict:
-        """The raw-neuron and dense probes: the same for every SAE, so cached (see below)."""
+        """The raw-neuron and dense probes: the same for every SAE, so cached."""
         out = {}
         for p in phones:
-            rtr, rte, ylab_tr, ylab_te = phone_task(p)
+            rtr, rte, ylab_tr, ylab_te = tasks[p]
             xtr, xte = xtr_all[rtr], xte_all[rte]
             neuron_top = np.argsort(-np.abs(xtr[ylab_tr == 1].mean(0) - xtr[ylab_tr == 0].mean(0)), kind="stable")
             row = {f"neuron_top{k}": _probe(xtr[:, neuron_top[:k]], ylab_tr, xte[:, neuron_top[:k]], ylab_te, C, seed)
@@ -196,10 +196,10 @@ def run_probing(ctx: TaskContext) -> TaskResult:
             out[ARPABET[p]] = row
         return out
 
-    refs = _cached_references(ctx, cfg, seed, phones, ks, references)
+    refs = _cached_references([tr.key, te.key], cfg, seed, phones, ks, references)
     per_phone: dict[str, dict[str, float]] = {}
     for pi, p in enumerate(phones):
-        rtr, rte, ylab_tr, ylab_te = phone_task(p)
+        rtr, rte, ylab_tr, ylab_te = tasks[p]
         row: dict[str, float] = {}
         for k in ks:
             cols = [col[f] for f in top[pi, :k]]
