@@ -283,5 +283,8 @@ def _prefetch(loaded, adapters, model, task_classes, suite, limit, batch_size, p
     for s in loaded:
         by_model.setdefault(model or s.info.model_id, []).append(s.info.hook_point)
     for ref, hooks in by_model.items():
+        ad = adapters[ref]
         for role in dict.fromkeys(roles):
-            get_activations(adapters[ref], hooks, limited(suite.split(role), limit), batch_size=batch_size, progress=progress)
+            keep = hooks if any(t.reads_states(role, ad.family) for t in task_classes) else ()
+            get_activations(ad, hooks, limited(suite.split(role), limit), batch_size=batch_size, progress=progress,
+                            keep_states=keep)

@@ -109,6 +109,15 @@ class Task:
 
     metadata: ClassVar[TaskMetadata]
     default_config: ClassVar[dict[str, Any]] = {}
+    # Roles whose clean hook output on all frames the task reads (interventions start there), for
+    # models of these families (None: every family). Extraction then keeps those states in the
+    # state cache in the same forward pass. A speed hint only: results do not depend on it.
+    state_splits: ClassVar[tuple[str, ...]] = ()
+    state_families: ClassVar[tuple[str, ...] | None] = None
+
+    @classmethod
+    def reads_states(cls, role: str, family: str) -> bool:
+        return role in cls.state_splits and (cls.state_families is None or family in cls.state_families)
 
     def config(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         cfg = dict(self.default_config)

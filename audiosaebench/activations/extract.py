@@ -53,8 +53,13 @@ def get_activations(
     batch_size: int = 8,
     root: Path | None = None,
     progress: bool = True,
+    keep_states: Sequence[str] = (),
 ) -> dict[str, ActivationSet]:
-    """Return ``{canonical hook: ActivationSet}``, extracting only what the cache lacks."""
+    """Return ``{canonical hook: ActivationSet}``, extracting only what the cache lacks.
+
+    For the hooks in ``keep_states`` the same forward pass also puts each batch row's hook output on
+    all frames into the state cache (:mod:`audiosaebench.activations.states`), where the
+    interventions read it, so they need not run the layers below the hook again."""
     names = list(dict.fromkeys(adapter.resolve(h).name for h in hooks))
     fields = {h: store_fields(adapter, h, manifest) for h in names}
     keys = {h: store_key(fields[h]) for h in names}
@@ -70,8 +75,9 @@ def get_activations(
         return out
     log.info("extracting %s for %s on %s (%d clips)", ", ".join(missing), adapter.identity.model_id, manifest.name, len(manifest))
     writers = {h: StoreWriter(keys[h], fields[h], adapter.hidden_size, root) for h in missing}
+    keep = [h for h in missing if h in {adapter.resolve(k).name for k in keep_states}]
     try:
-        _extract_into(adapter, missing, manifest, writers, batch_size, progress)
+        _extract_into(adapter, missing, manifest, writers, batch_size, progress, keep)
         for h in missing:
             out[h] = writers[h].commit()
     except BaseException:
@@ -88,7 +94,10 @@ def _extract_into(
     writers: dict[str, StoreWriter],
     batch_size: int,
     progress: bool,
+    keep_states: list[str],
 ) -> None:
+    from audiosaebench.activations.states import put_states
+
     pending: dict[int, dict[int, dict[str, np.ndarray]]] = {}
     n_segs: dict[int, int] = {}
     next_clip = 0
@@ -111,6 +120,8 @@ def _extract_into(
             items = [batch[i] for i in group]
             b = adapter.prepare([w for _, _, w in items])
             acts = adapter.activations(b, hooks)
+            for h in keep_states:
+                put_states(adapter, h, b, acts[h])
             for j, (ci, si, _) in enumerate(items):
                 vf = b.valid_frames[j]
                 pending.setdefault(ci, {})[si] = {

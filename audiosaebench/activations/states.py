@@ -1,17 +1,24 @@
-"""Full-frame hidden states at a hook for one batch, cached on disk by the exact model inputs.
+"""Full-frame hidden states at a hook, cached on disk per batch row by the exact model inputs.
 
 Interventions (the fidelity splice, steering, causal patching) rerun only the layers above a hook.
 What enters those layers, the clean hook output on *every* frame (padding included; Whisper
-attends to it), does not depend on the SAE, so it is computed once per batch and kept under
+attends to it), does not depend on the SAE, so it is computed once per row and kept under
 ``$AUDIOSAEBENCH_HOME/state-cache``. The activation store is no substitute: it keeps valid frames
-only.
+only; but extraction writes the rows of the splits interventions read here in the same forward
+pass (:func:`put_states`), so the layers below the hook run once per clip for the store and the
+interventions together.
 
-The key is the model identity, dtype, hook, where ("input" of the hook's module or its
-"output"), the torch version and the SHA-256 of the batch's input tensors, so any change of clips,
-preprocessing or batch composition is a different entry, never a stale one. An entry that cannot
-be read or has the wrong shape is recomputed and rewritten. Writes are atomic. The cache stops
-growing at ``AUDIOSAEBENCH_STATE_CACHE_GB`` (default 4; 0 turns it off): further states are
-computed and not stored.
+An entry is one row (one clip or 30 s window): its key is the model identity, dtype, hook, where
+("input" of the hook's module or its "output"), the torch version, the row's number of valid
+frames and the SHA-256 of the row's input tensors (padding included, so for models that pad a
+batch to its longest item the padded length is part of the key). Any change of clip or
+preprocessing is a different entry, never a stale one; a batch assembles its rows from entries
+written by any earlier batch. That is exact where the layers below the hook compute each row the
+same whatever else is in the batch, which a test checks bit for bit on the CPU (on a GPU, kernels
+chosen by batch size may differ in the last bits, as the activation store's values already may
+with ``--batch-size``). An entry that cannot be read or has the wrong shape is recomputed and
+rewritten. Writes are atomic. The cache stops growing at ``AUDIOSAEBENCH_STATE_CACHE_GB``
+(default 4; 0 turns it off): further states are computed and not stored.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from audiosaebench import paths
 from audiosaebench.models.base import Batch, _StopForward
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: one entry per batch row (1: per batch)
 WHERE = ("input", "output")
 _used_bytes: dict[Path, int] = {}  # per cache folder, counted once per process
 _full_warned: set[Path] = set()
@@ -74,20 +81,29 @@ def compute_states(adapter: Any, hook: str, batch: Batch, where: str) -> torch.T
     return captured[0]
 
 
-def state_key(adapter: Any, hook: str, batch: Batch, where: str) -> str:
-    h = hashlib.sha256()
-    ident = adapter.identity.to_dict()
-    head = [CACHE_VERSION, ident, str(adapter.dtype), adapter.resolve(hook).name, where, torch.__version__,
-            list(batch.valid_frames)]
-    h.update(repr(head).encode())
-    for name in sorted(batch.inputs):
-        t = batch.inputs[name].detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.numpy().tobytes())
-    return h.hexdigest()
+def row_keys(adapter: Any, hook: str, batch: Batch, where: str) -> list[str]:
+    """One key per row of ``batch`` (see the module docstring)."""
+    head = [CACHE_VERSION, adapter.identity.to_dict(), str(adapter.dtype), adapter.resolve(hook).name, where,
+            torch.__version__]
+    base = hashlib.sha256(repr(head).encode())
+    rows = {name: t.detach().cpu().contiguous() for name, t in sorted(batch.inputs.items())}
+    keys = []
+    for j, valid in enumerate(batch.valid_frames):
+        h = base.copy()
+        h.update(f"valid={valid}|".encode())
+        for name, t in rows.items():
+            row = t[j].contiguous()
+            h.update(f"{name}|{row.dtype}|{tuple(row.shape)}|".encode())
+            h.update(row.numpy().tobytes())
+        keys.append(h.hexdigest())
+    return keys
 
 
-def _read(path: Path, batch_size: int, d: int) -> torch.Tensor | None:
+def _path(key: str) -> Path:
+    return folder() / key[:2] / f"{key}.safetensors"
+
+
+def _read(path: Path, frames: int | None, d: int) -> torch.Tensor | None:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -96,7 +112,7 @@ def _read(path: Path, batch_size: int, d: int) -> torch.Tensor | None:
     except (OSError, SafetensorError, KeyError, RuntimeError, ValueError) as e:
         log.warning("state cache entry %s is unreadable (%s); recomputing it", path.name, e)
         return None
-    if t.ndim != 3 or t.shape[0] != batch_size or t.shape[2] != d or not torch.isfinite(t).all():
+    if t.ndim != 2 or t.shape[1] != d or (frames is not None and t.shape[0] != frames) or not torch.isfinite(t).all():
         log.warning("state cache entry %s has the wrong shape or non-finite values; recomputing it", path.name)
         return None
     return t
@@ -123,16 +139,36 @@ def _write(path: Path, t: torch.Tensor) -> None:
         log.warning("could not write the state cache entry %s (%s)", path, e)
 
 
+def put_states(adapter: Any, hook: str, batch: Batch, states: torch.Tensor, where: str = "output") -> None:
+    """Store ``states`` ([B, T, d], all frames, as the model computed them for ``batch``) row by row,
+    skipping rows already stored: extraction calls this for the splits interventions read."""
+    if budget_bytes() <= 0:
+        return
+    for key, row in zip(row_keys(adapter, hook, batch, where), states.detach().cpu(), strict=True):
+        path = _path(key)
+        if not path.exists():
+            _write(path, row)
+
+
 def hook_states(adapter: Any, hook: str, batch: Batch, where: str = "output") -> torch.Tensor:
-    """:func:`compute_states` through the on-disk cache (on the CPU, float as the model computes it)."""
+    """:func:`compute_states` through the on-disk cache (on the CPU, float as the model computes it).
+
+    Rows found in the cache are read; the others are computed together, as one smaller batch."""
     if budget_bytes() <= 0:
         return compute_states(adapter, hook, batch, where).cpu()
-    key = state_key(adapter, hook, batch, where)
-    path = folder() / key[:2] / f"{key}.safetensors"
-    if path.exists():
-        got = _read(path, len(batch.valid_frames), adapter.hidden_size)
-        if got is not None:
-            return got
-    t = compute_states(adapter, hook, batch, where).cpu()
-    _write(path, t)
-    return t
+    keys = row_keys(adapter, hook, batch, where)
+    frames = adapter.batch_frames(batch)
+    rows: list[torch.Tensor | None] = []
+    for key in keys:
+        path = _path(key)
+        rows.append(_read(path, frames, adapter.hidden_size) if path.exists() else None)
+    missing = [j for j, r in enumerate(rows) if r is None]
+    if missing:
+        sub = batch if len(missing) == len(rows) else Batch(
+            inputs={name: t[missing] for name, t in batch.inputs.items()},
+            valid_frames=[batch.valid_frames[j] for j in missing], extra=batch.extra)
+        computed = compute_states(adapter, hook, sub, where).cpu()
+        for j, row in zip(missing, computed, strict=True):
+            rows[j] = row
+            _write(_path(keys[j]), row)
+    return torch.stack(rows)  # type: ignore[arg-type]

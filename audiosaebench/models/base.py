@@ -106,6 +106,10 @@ class AudioModelAdapter:
     def valid_frames(self, n_samples: int) -> int:
         raise NotImplementedError
 
+    def batch_frames(self, batch: Batch) -> int | None:
+        """Frames the encoder gives each row of ``batch``, padding included (None: not known)."""
+        return None
+
     def frame_centres_s(self, n_frames: int) -> np.ndarray:
         raise NotImplementedError
 

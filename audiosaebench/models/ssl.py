@@ -59,6 +59,9 @@ class SSLAdapter(AudioModelAdapter):
     def valid_frames(self, n_samples: int) -> int:
         return ssl_frames(n_samples)
 
+    def batch_frames(self, batch: Batch) -> int | None:
+        return ssl_frames(int(batch.inputs["input_values"].shape[-1]))
+
     def frame_centres_s(self, n_frames: int) -> np.ndarray:
         return np.array([ssl_frame_centre_s(t) for t in range(n_frames)])
 

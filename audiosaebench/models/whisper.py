@@ -59,6 +59,9 @@ class WhisperAdapter(AudioModelAdapter):
     def valid_frames(self, n_samples: int) -> int:
         return min(whisper_valid_frames(n_samples), self.max_frames)
 
+    def batch_frames(self, batch: Batch) -> int | None:
+        return self.max_frames
+
     def frame_centres_s(self, n_frames: int) -> np.ndarray:
         return np.array([whisper_frame_centre_s(t) for t in range(n_frames)])
 

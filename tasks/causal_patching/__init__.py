@@ -8,6 +8,7 @@ KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go
 
 
 class CausalPatchingTask(Task):
+    state_splits = ("commands_test",)
     metadata = TaskMetadata(
         name="causal_patching",
         version="1.0.0",

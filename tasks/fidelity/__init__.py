@@ -8,6 +8,8 @@ ROLES = ("speech_test", "nonspeech_test", "commands_test")
 
 
 class FidelityTask(Task):
+    state_splits = ("speech_test",)  # the splice (Whisper; encoder-only models run whole forwards)
+    state_families = ("whisper",)
     metadata = TaskMetadata(
         name="fidelity",
         version="1.0.0",

@@ -6,6 +6,8 @@ from audiosaebench.task import BENCHMARK_CITATION, Task, TaskContext, TaskMetada
 
 
 class SteeringTask(Task):
+    state_splits = ("nonspeech_train", "nonspeech_test", "speech_test")
+    state_families = ("whisper",)
     metadata = TaskMetadata(
         name="steering",
         version="1.0.0",
