@@ -249,29 +249,48 @@ def evaluate(
 
     records = []
     out = Path(out)
-    for s in loaded[:evaluated]:
-        ad = adapters[model or s.info.model_id]
-        for task_cls in task_classes:
-            task = task_cls()
-            overrides = dict((task_config or {}).get(task_cls.metadata.name, {}))
-            config = {**task.config(overrides), "seed": seed}
-            path = out / s.info.id / f"{task_cls.metadata.name}.json"
-            if resume:
-                prev = _reusable(path, sha256_json(config), s, task_cls, the_suite, limit, ad,
-                                 [o for o in loaded if o is not s])
-                if prev is not None:
-                    log.info("resume: %s exists with the same config; skipped", path)
-                    records.append(prev)
-                    continue
-            ctx = EvalContext(s, loaded, config, seed, the_suite, ad, s.info.hook_point, limit, batch_size, progress,
-                              {o.info.model_id: adapters[model or o.info.model_id] for o in loaded})
-            started, t0 = _now(), time.perf_counter()
-            log.info("running %s on %s", task_cls.metadata.name, s.info.id)
-            result = task.run(ctx)
-            doc = build_record(task_cls, ctx, result, config, started, t0, kind, dev)
-            write_result(doc, path)
-            records.append(doc)
+    with numpy_blas_single_threaded():
+        for s in loaded[:evaluated]:
+            ad = adapters[model or s.info.model_id]
+            for task_cls in task_classes:
+                task = task_cls()
+                overrides = dict((task_config or {}).get(task_cls.metadata.name, {}))
+                config = {**task.config(overrides), "seed": seed}
+                path = out / s.info.id / f"{task_cls.metadata.name}.json"
+                if resume:
+                    prev = _reusable(path, sha256_json(config), s, task_cls, the_suite, limit, ad,
+                                     [o for o in loaded if o is not s])
+                    if prev is not None:
+                        log.info("resume: %s exists with the same config; skipped", path)
+                        records.append(prev)
+                        continue
+                ctx = EvalContext(s, loaded, config, seed, the_suite, ad, s.info.hook_point, limit, batch_size, progress,
+                                  {o.info.model_id: adapters[model or o.info.model_id] for o in loaded})
+                started, t0 = _now(), time.perf_counter()
+                log.info("running %s on %s", task_cls.metadata.name, s.info.id)
+                result = task.run(ctx)
+                doc = build_record(task_cls, ctx, result, config, started, t0, kind, dev)
+                write_result(doc, path)
+                records.append(doc)
     return records
+
+
+def numpy_blas_single_threaded():
+    """A context in which numpy's and scipy's BLAS use one thread (torch's thread pool is untouched).
+
+    Tasks fit hundreds of small probes (sklearn's lbfgs on a few thousand frames x d): one thread is
+    faster there (0.04 s against 0.12 s per fit on two threads, 2-core CPU; coverage's 62-probe
+    ceiling 28 s -> 12 s), and a probe's result no longer depends on the machine's core count (a
+    reduction split across threads rounds differently, which moved two of 38 dense F1s by 0.001).
+    Only the BLAS shipped inside the numpy and scipy wheels is limited: a system or MKL BLAS that
+    torch may share is left alone."""
+    import scipy.linalg  # noqa: F401 - loads scipy's BLAS now, so that it is found and limited too
+    from threadpoolctl import ThreadpoolController
+
+    ctl = ThreadpoolController()
+    ours = [lib.filepath for lib in ctl.lib_controllers
+            if lib.user_api == "blas" and any(part in Path(lib.filepath).parts[-2] for part in ("numpy", "scipy"))]
+    return ctl.select(filepath=ours).limit(limits=1)
 
 
 def _prefetch(loaded, adapters, model, task_classes, suite, limit, batch_size, progress) -> None:

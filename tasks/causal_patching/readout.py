@@ -14,7 +14,7 @@ from audiosaebench.errors import TaskError
 from audiosaebench.hashing import sha256_json
 
 log = logging.getLogger(__name__)
-PROBE_VERSION = "1"
+PROBE_VERSION = "2"  # 2: fitted with numpy/scipy BLAS on one thread
 
 
 def surface_forms(word: str) -> list[str]:

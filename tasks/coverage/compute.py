@@ -90,7 +90,7 @@ def feature_f1(fam: Family) -> tuple[np.ndarray, np.ndarray]:
     return tr_f1, te_f1
 
 
-DENSE_CACHE_VERSION = 1
+DENSE_CACHE_VERSION = 2  # 2: fitted with numpy/scipy BLAS on one thread (evaluation.numpy_blas_single_threaded)
 
 
 def dense_f1(fam: Family, key: tuple, max_negatives: int, seed: int) -> np.ndarray:

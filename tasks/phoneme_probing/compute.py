@@ -111,7 +111,7 @@ def _frame_accuracy(sae, tr, ytr, te, yte, n_perm: int, rng, chunk) -> tuple[flo
     return correct[0] / total, float(np.mean(correct[1:]) / total)
 
 
-REFERENCE_CACHE_VERSION = 1
+REFERENCE_CACHE_VERSION = 2  # 2: fitted with numpy/scipy BLAS on one thread
 
 
 def _cached_references(stores: list[str], cfg, seed: int, phones: list[int], ks: list[int], compute) -> dict:
