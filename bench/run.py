@@ -14,6 +14,10 @@ Prints a readable table and writes a JSON report (with the machine it ran on). P
            not depend on the weights): the encoder forward of 8 windows, and the harness's extraction
            at the last layer vs the raw forward on the same 8 mini clips; on a GPU when one is available.
 
+Before the first part and after the last, a speed check times the raw Whisper tiny.en encoder on
+8 silent 30 s windows (best of 3): on a shared machine, whose speed drifts by tens of percent
+over minutes, it says how fast the machine was while the parts ran.
+
 Each part runs in its own private AUDIOSAEBENCH_HOME (a copy of the prepared mini suite and the
 converted model; no activations, state or task caches) so "cold" means cold.
 """
@@ -112,6 +116,27 @@ def bench_extract(report: dict) -> None:
     rows["ratio_last_layer"] = rows["extract_encoder.layers.3_s"] / raw
     rows["ratio_layer2_early_exit"] = rows[f"extract_{HOOK}_s"] / raw
     report["extract"] = rows
+
+
+def speed_check() -> float:
+    """Seconds for the raw encoder forward of 8 silent 30 s windows, best of 3 (after one warm-up)."""
+    import numpy as np
+    import torch
+
+    from audiosaebench.models.loading import load_adapter
+
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    ad = load_adapter(MODEL, device=dev)
+    feats = ad.prepare([np.zeros(16_000 * 30, dtype=np.float32)] * 8).inputs["input_features"].to(dev)
+    best = float("inf")
+    with torch.no_grad():
+        for i in range(4):
+            t0 = time.perf_counter()
+            ad.base_model.encoder(feats)
+            _sync(dev)
+            if i:
+                best = min(best, time.perf_counter() - t0)
+    return best
 
 
 def _cli(args: list[str], env: dict) -> float:
@@ -289,6 +314,10 @@ def bench_models(report: dict, src_home: Path) -> None:
 def table(report: dict) -> str:
     lines = [f"machine: {report['machine'].get('cpu')} x{report['machine']['cpus']}, {report['machine'].get('memory')}, "
              f"cuda={report['machine']['cuda']}, torch {report['machine']['torch']}"]
+    if "speed_check" in report:
+        s = report["speed_check"]
+        end = f"{s['end_s']:.2f} s" if s.get("end_s") is not None else "not reached"
+        lines += [f"speed    raw encoder forward, 8 silent 30 s windows: {s['start_s']:.2f} s before the parts, {end} after"]
     if "extract" in report:
         e = report["extract"]
         lines += [f"extract  raw encoder forward {e['raw_encoder_forward_s']:.1f} s for {e['clips']} clips; harness at the last "
@@ -335,6 +364,8 @@ def main() -> int:
     def save() -> None:  # after every part, so a failure later keeps what was measured
         out.write_text(json.dumps(report, indent=1) + "\n")
 
+    report["speed_check"] = {"start_s": speed_check(), "end_s": None}
+
     if "models" in parts:
         bench_models(report, src)
         save()
@@ -351,6 +382,8 @@ def main() -> int:
     if "memory" in parts:
         bench_memory(report, src)
         save()
+    report["speed_check"]["end_s"] = speed_check()
+    save()
     print(table(report))
     print(f"report: {args.out}")
     return 0

@@ -19,6 +19,7 @@ def test_table_shows_every_part():
     bench = _bench()
     report = {
         "machine": {"cpu": "test cpu", "cpus": 2, "memory": "1 kB", "cuda": None, "torch": "2"},
+        "speed_check": {"start_s": 1.25, "end_s": 1.5},
         "extract": {"raw_encoder_forward_s": 10.0, "clips": 48, "extract_encoder.layers.3_s": 10.5,
                     "extract_encoder.layers.2_s": 8.0, "ratio_last_layer": 1.05, "ratio_layer2_early_exit": 0.8},
         "warm": {"tasks": "fidelity,phoneme_probing", "first_sae_cold_s": 80.0, "second_sae_warm_s": 20.0,
@@ -32,6 +33,6 @@ def test_table_shows_every_part():
                     "ratio": 0.97}],
     }
     text = bench.table(report)
-    for needle in ("ratio 1.05", "ratio 4.0x", "wall 100 s", "steering 20", "peak RSS 900 MB", "whisper-base",
+    for needle in ("1.25 s before the parts, 1.50 s after", "ratio 1.05", "ratio 4.0x", "wall 100 s", "steering 20", "peak RSS 900 MB", "whisper-base",
                    "harness extraction 3.1 s (ratio 0.97)"):
         assert needle in text, (needle, text)
