@@ -288,8 +288,9 @@ def numpy_blas_single_threaded():
     from threadpoolctl import ThreadpoolController
 
     ctl = ThreadpoolController()
-    ours = [lib.filepath for lib in ctl.lib_controllers
-            if lib.user_api == "blas" and any(part in Path(lib.filepath).parts[-2] for part in ("numpy", "scipy"))]
+    # the wheels keep their BLAS in numpy.libs / scipy.libs (Linux, Windows) or numpy/.dylibs (macOS)
+    ours = [lib.filepath for lib in ctl.lib_controllers if lib.user_api == "blas"
+            and any(part.startswith(("numpy", "scipy")) for part in Path(lib.filepath).parts[-3:-1])]
     return ctl.select(filepath=ours).limit(limits=1)
 
 

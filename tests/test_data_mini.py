@@ -7,6 +7,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("espeakng_loader")
 
@@ -126,3 +127,36 @@ def test_greedy_decoding_drops_finished_rows_without_changing_any(mini, tiny_en_
     assert np.allclose(nsp, [a[1][0] for a in alone], atol=1e-5)
     lengths = [len(dec.tok.encode(" " + t, add_special_tokens=False).ids) for t in together]
     assert len(set(lengths)) > 1, (together, lengths)  # rows finished at different steps
+
+
+@pytest.mark.slow
+def test_a_decode_reusing_an_earlier_passs_cross_attention_is_identical(mini, tiny_en_dir):
+    """fidelity hands the greedy decode the cross-attention keys and values of its teacher-forced pass
+    over the same encoder output: transcripts and no-speech probabilities are bit for bit those of a
+    decode that computes them itself, and the handed-in cache is left as it was (rows that finish
+    leave the decode's batch, not the caller's cache)."""
+    from audiosaebench.models.loading import load_adapter
+    from audiosaebench.models.whisper_decode import WhisperDecoder
+
+    ad = load_adapter(str(tiny_en_dir))
+    dec = WhisperDecoder(ad, tiny_en_dir / "tokenizer.json")
+    man = mini[1]["speech_test"]
+    waves = [man.load(c) for c in man.clips[:3]]
+    waves.append((np.random.default_rng(0).standard_normal(48_000) * 0.3).astype(np.float32))  # noise
+    with torch.no_grad():
+        enc = ad.base_model.encoder(ad.prepare(waves).inputs["input_features"]).last_hidden_state
+        ids = torch.tensor([dec.prompt + [dec.eot]] * len(waves))
+        cross = ad.model(encoder_outputs=(enc,), decoder_input_ids=ids, use_cache=True).past_key_values.cross_attention_cache
+    kept = [(layer.keys.clone(), layer.values.clone()) for layer in cross.layers]
+    projections = []
+    k_proj = ad.base_model.decoder.layers[0].encoder_attn.k_proj
+    handle = k_proj.register_forward_hook(lambda *_: projections.append(1))
+    try:
+        reused = dec.decode_with_no_speech(enc, 24, cross)
+        assert projections == []  # the encoder frames were not projected again
+        assert reused == dec.decode_with_no_speech(enc, 24)
+        assert projections == [1]
+    finally:
+        handle.remove()
+    assert all(torch.equal(k, layer.keys) and torch.equal(v, layer.values)
+               for (k, v), layer in zip(kept, cross.layers, strict=True))

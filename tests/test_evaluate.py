@@ -330,31 +330,28 @@ def test_partner_is_compared_but_not_evaluated_and_submission_partners_are_check
 
 def test_tasks_run_with_numpy_blas_on_one_thread_and_torch_untouched(tmp_path, tiny_models, toy_dir, monkeypatch):
     """Probe results must not depend on the core count, and torch keeps its threads."""
+    import scipy.linalg  # noqa: F401 - scipy's BLAS loaded, so that "before" lists it
     from threadpoolctl import threadpool_info
 
     from audiosaebench import evaluation
     from audiosaebench_tasks.stability import StabilityTask
 
+    def ours():  # the BLAS inside the numpy and scipy wheels
+        return [(lib["filepath"], lib["num_threads"]) for lib in threadpool_info() if lib["user_api"] == "blas"
+                and ("numpy" in lib["filepath"] or "scipy" in lib["filepath"])]
+
     seen = {}
     real_run = StabilityTask.run
 
     def spy(self, ctx):
-        seen["blas"] = [(lib["filepath"], lib["num_threads"]) for lib in threadpool_info() if lib["user_api"] == "blas"]
-        seen["torch"] = torch.get_num_threads()
+        seen["blas"], seen["torch"] = ours(), torch.get_num_threads()
         return real_run(self, ctx)
 
     monkeypatch.setattr(StabilityTask, "run", spy)
-    def ours(info):
-        return [(lib["filepath"], lib["num_threads"]) for lib in info if lib["user_api"] == "blas"
-                and ("numpy" in lib["filepath"] or "scipy" in lib["filepath"])]
-
-    import scipy.linalg  # noqa: F401 - scipy's BLAS loaded, so "before" lists it
-
-    before = ours(threadpool_info())
-    torch_threads = torch.get_num_threads()
-    sae = _sae(tmp_path, tiny_models)
-    evaluation.evaluate([sae], "stability", suite="toy", data_dir=toy_dir, out=tmp_path / "r", progress=False)
-    during = [(p, n) for p, n in seen["blas"] if "numpy" in p or "scipy" in p]
-    assert len(during) == 2 and all(n == 1 for _, n in during), seen["blas"]
+    before, torch_threads = ours(), torch.get_num_threads()
+    evaluation.evaluate([_sae(tmp_path, tiny_models)], "stability", suite="toy", data_dir=toy_dir,
+                        out=tmp_path / "r", progress=False)
+    assert before and [p for p, _ in seen["blas"]] == [p for p, _ in before]
+    assert all(n == 1 for _, n in seen["blas"]), seen["blas"]
     assert seen["torch"] == torch_threads
-    assert ours(threadpool_info()) == before  # the limit ends with the run
+    assert ours() == before  # the limit ends with the run

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,6 +51,19 @@ def corpus_wer(refs: Sequence[str], hyps: Sequence[str]) -> float | None:
     return errors / words if words else None
 
 
+def _reuse(cross: Any) -> Any:
+    """A fresh decoder cache whose cross-attention part holds ``cross``'s tensors (new layer objects,
+    so dropping finished rows from it leaves ``cross`` as it was); None when ``cross`` is None."""
+    if cross is None:
+        return None
+    from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+    copy = DynamicCache()
+    for i, layer in enumerate(cross.layers):
+        copy.update(layer.keys, layer.values, i)
+    return EncoderDecoderCache(DynamicCache(), copy)
+
+
 class WhisperDecoder:
     def __init__(self, adapter, tokenizer_file: str | Path):
         from tokenizers import Tokenizer
@@ -81,17 +95,22 @@ class WhisperDecoder:
         return (w @ hidden.to(w.dtype).T).T.float()
 
     @torch.no_grad()
-    def decode_encoder_states(self, enc: torch.Tensor, max_new_tokens: int = 96) -> list[str]:
-        return self.decode_with_no_speech(enc, max_new_tokens)[0]
+    def decode_encoder_states(self, enc: torch.Tensor, max_new_tokens: int = 96, cross: Any = None) -> list[str]:
+        return self.decode_with_no_speech(enc, max_new_tokens, cross)[0]
 
     @torch.no_grad()
-    def decode_with_no_speech(self, enc: torch.Tensor, max_new_tokens: int = 96) -> tuple[list[str], list[float | None]]:
+    def decode_with_no_speech(self, enc: torch.Tensor, max_new_tokens: int = 96,
+                              cross: Any = None) -> tuple[list[str], list[float | None]]:
         """Greedy transcripts and, as openai-whisper computes it, the probability of the no-speech token
-        right after ``<|startoftranscript|>`` (None when the vocabulary has no such token)."""
+        right after ``<|startoftranscript|>`` (None when the vocabulary has no such token).
+
+        ``cross``: the cross-attention cache of an earlier decoder pass over this same ``enc`` (its
+        ``past_key_values.cross_attention_cache``), whose keys and values (projections of every
+        encoder frame, most of a short decode's cost) are then reused, not recomputed; left as it was."""
         decoder = self.adapter.base_model.decoder
         b = enc.shape[0]
         ids = torch.tensor([self.prompt] * b, device=enc.device)
-        out = decoder(input_ids=ids, encoder_hidden_states=enc, use_cache=True)
+        out = decoder(input_ids=ids, encoder_hidden_states=enc, use_cache=True, past_key_values=_reuse(cross))
         if self.no_speech is None:
             no_speech: list[float | None] = [None] * b
         else:

@@ -130,11 +130,14 @@ def whisper_splice(ctx, manifest, hook: str, mean: torch.Tensor, cfg: dict, rng)
         for name, fn in conds.items():
             with torch.no_grad():
                 enc = cont(states if fn is None else replace_valid_frames(states, fn, batch.valid_frames))
-                logits = model(encoder_outputs=(enc,), decoder_input_ids=ids[:, :-1].to(ad.device)).logits.float()
+                out = model(encoder_outputs=(enc,), decoder_input_ids=ids[:, :-1].to(ad.device), use_cache=True)
+                logits = out.logits.float()
                 nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:].to(ad.device), reduction="none")
                 ce[name][i : i + len(seqs)] = (nll.cpu() * mask).sum(1).numpy()
                 if name in hyps:
-                    hyps[name] += dec.decode_encoder_states(enc, int(cfg["max_new_tokens"]))
+                    # the decode attends to the same encoder output: reuse its cross-attention keys/values
+                    hyps[name] += dec.decode_encoder_states(enc, int(cfg["max_new_tokens"]),
+                                                            out.past_key_values.cross_attention_cache)
     if "clean" in conds:
         _save_shared(cache, ce, ntok, hyps["clean"])
     else:
