@@ -208,6 +208,7 @@ def evaluate(
 
     ``partners`` (SAE objects, or paths resolved by :func:`audiosaebench.partners.resolve_partners`)
     are seen by multi-SAE tasks beside the evaluated SAEs but are not evaluated themselves."""
+    from audiosaebench.codes import MEMO
     from audiosaebench.models.loading import load_adapter
     from audiosaebench.sae import SAE, load_sae
 
@@ -249,7 +250,7 @@ def evaluate(
 
     records = []
     out = Path(out)
-    with numpy_blas_single_threaded():
+    with numpy_blas_single_threaded(), MEMO.session():  # the tasks of this run share SAE codes
         for s in loaded[:evaluated]:
             ad = adapters[model or s.info.model_id]
             for task_cls in task_classes:

@@ -11,7 +11,7 @@ from sklearn.metrics import f1_score
 
 from audiosaebench.activations import store
 from audiosaebench.baselines import random_sae
-from audiosaebench.codes import pooled_clip_codes, sparse_frame_codes
+from audiosaebench.codes import MEMO, _Packed, iter_codes, pooled_clip_codes, sparse_frame_codes
 from audiosaebench.sae.sae import SAE
 from audiosaebench_tasks.coverage.compute import QUANTILES, threshold_f1
 from tests.factories import random_params
@@ -94,3 +94,98 @@ def test_threshold_f1_matches_brute_force(seed, n, sparsity):
     tr, te = threshold_f1(v_tr[nz_tr], nz_tr, y_tr[:, None].astype(np.int64), v_te[nz_te], nz_te, y_te[:, None].astype(np.int64))
     want_tr, want_te = _brute(v_tr, y_tr, v_te, y_te)
     assert tr[0] == pytest.approx(want_tr) and te[0] == pytest.approx(want_te)
+
+
+def _chunks(sae, acts, chunk=None):
+    return [(c.start, c.x.clone(), c.z.clone(), c.x_hat.clone()) for c in iter_codes(sae, acts, chunk)]
+
+
+@pytest.fixture
+def count_encodes(monkeypatch):
+    calls = {"encode": 0, "decode": 0}
+    enc, dec = SAE.encode_with_state, SAE.decode
+
+    def counting_encode(self, x):
+        calls["encode"] += 1
+        return enc(self, x)
+
+    def counting_decode(self, z, state=None):
+        calls["decode"] += 1
+        return dec(self, z, state)
+
+    monkeypatch.setattr(SAE, "encode_with_state", counting_encode)
+    monkeypatch.setattr(SAE, "decode", counting_decode)
+    return calls
+
+
+@pytest.mark.parametrize("norm", ["none", "layer_norm"])
+def test_the_memo_replays_codes_bit_for_bit_without_encoding(acts, count_encodes, norm):
+    sae = random_sae(8, 24, 3, "m", "h", seed=1)
+    sae = sae.with_info(normalize_activations=norm)
+    with MEMO.session():
+        first = _chunks(sae, acts, 7)
+        n_chunks = count_encodes["encode"]
+        again = _chunks(sae, acts, 7)
+        assert count_encodes["encode"] == n_chunks  # replayed, not encoded
+        other_chunking = _chunks(sae, acts, 5)  # another chunk size is another entry: it may round differently
+        assert count_encodes["encode"] > n_chunks
+        assert len(MEMO) == 2
+    assert len(MEMO) == 0  # released with the session
+    assert len(first) == len(again) == n_chunks
+    for (s0, x0, z0, h0), (s1, x1, z1, h1) in zip(first, again, strict=True):
+        assert s0 == s1 and torch.equal(x0, x1) and torch.equal(z0, z1) and torch.equal(h0, h1)
+    torch.testing.assert_close(torch.cat([c[2] for c in other_chunking]), torch.cat([c[2] for c in first]))
+
+
+def test_the_memo_forgets_edited_weights_partial_reads_and_works_only_in_a_session(acts, count_encodes, monkeypatch):
+    sae = random_sae(8, 24, 3, "m", "h", seed=1)
+    _chunks(sae, acts)
+    assert len(MEMO) == 0  # no session: nothing kept
+    with MEMO.session():
+        next(iter_codes(sae, acts, 4))  # a partial read is not kept
+        assert len(MEMO) == 0
+        before = _chunks(sae, acts, 4)
+        assert len(MEMO) == 1
+        with torch.no_grad():
+            sae.params["W_enc"].mul_(-1)  # edited in place: the kept codes are stale
+        n = count_encodes["encode"]
+        after = _chunks(sae, acts, 4)
+        assert count_encodes["encode"] > n
+        want = sae.encode(torch.from_numpy(np.asarray(acts.rows(0, acts.n_frames)).copy()))
+        assert torch.equal(torch.cat([c[2] for c in after]), want)
+        assert not torch.equal(torch.cat([c[2] for c in before]), want)
+        monkeypatch.setenv("AUDIOSAEBENCH_CODE_MEMO_MB", "0.0001")  # 104 bytes: the codes do not fit
+        packed = []
+        pack = _Packed.pack
+        monkeypatch.setattr(_Packed, "pack", classmethod(lambda cls, z: packed.append(1) or pack(z)))
+        other = random_sae(8, 24, 3, "m", "h", seed=2)
+        n0 = count_encodes["encode"]
+        _chunks(other, acts, 4)
+        n1 = count_encodes["encode"]
+        assert 0 < len(packed) < n1 - n0  # recording stopped once over the budget
+        _chunks(other, acts, 4)
+        assert count_encodes["encode"] - n1 == n1 - n0  # encoded again: it was not kept
+
+
+def test_readers_of_z_alone_never_decode(acts, count_encodes):
+    sae = random_sae(8, 24, 3, "m", "h", seed=1)
+    sparse_frame_codes(sae, acts, np.arange(10))
+    pooled_clip_codes(sae, acts, "max")
+    assert count_encodes["encode"] > 0 and count_encodes["decode"] == 0
+    x_hat = next(iter_codes(sae, acts)).x_hat
+    assert count_encodes["decode"] == 1 and x_hat.shape == (4096 if acts.n_frames > 4096 else acts.n_frames, 8)
+
+
+def test_the_memo_lets_the_least_recently_used_set_go_first(acts, count_encodes, monkeypatch):
+    a, b = (random_sae(8, 24, 3, "m", "h", seed=s) for s in (1, 2))
+    with MEMO.session():
+        _chunks(a, acts)
+        one = MEMO.nbytes
+        monkeypatch.setenv("AUDIOSAEBENCH_CODE_MEMO_MB", str(1.5 * one / (1 << 20)))  # room for one set, not two
+        _chunks(b, acts)
+        assert len(MEMO) == 1 and MEMO.nbytes <= 1.5 * one
+        n = count_encodes["encode"]
+        _chunks(b, acts)  # kept
+        assert count_encodes["encode"] == n
+        _chunks(a, acts)  # let go
+        assert count_encodes["encode"] > n

@@ -355,3 +355,25 @@ def test_tasks_run_with_numpy_blas_on_one_thread_and_torch_untouched(tmp_path, t
     assert all(n == 1 for _, n in seen["blas"]), seen["blas"]
     assert seen["torch"] == torch_threads
     assert ours() == before  # the limit ends with the run
+
+
+def test_the_tasks_of_a_run_share_sae_codes_and_write_the_same_results(home, tmp_path, tiny_models, toy_dir, monkeypatch):
+    """The code memo (audiosaebench.codes.MEMO) saves encoding and changes no result."""
+    from audiosaebench import evaluation
+    from audiosaebench.codes import MEMO
+    from audiosaebench.sae.sae import SAE
+
+    rows = []
+    encode = SAE.encode_with_state
+    monkeypatch.setattr(SAE, "encode_with_state", lambda self, x: rows.append(len(x)) or encode(self, x))
+    sae = _sae(tmp_path, tiny_models)
+    runs = {}
+    for memo_mb in ("0", "256"):
+        monkeypatch.setenv("AUDIOSAEBENCH_CODE_MEMO_MB", memo_mb)
+        rows.clear()
+        recs = evaluation.evaluate([sae], "fidelity,phoneme_probing,coverage,disentanglement", suite="toy",
+                                   data_dir=toy_dir, out=tmp_path / memo_mb, progress=False)
+        runs[memo_mb] = ({r["task"]["name"]: _strip_run(r) for r in recs}, sum(rows))
+        assert len(MEMO) == 0  # released when the run ends
+    assert runs["256"][0] == runs["0"][0]
+    assert runs["256"][1] < runs["0"][1] / 2, (runs["256"][1], runs["0"][1])
