@@ -1,6 +1,7 @@
 """Performance benchmark: the harness against its physical limit, on the mini suite.
 
-    python bench/run.py [--parts extract,warm,tasks,memory,models] [--out bench/results.json] [--saes A,B]
+    python bench/run.py [--parts extract,warm,tasks,floor,memory,models] [--out bench/results.json] [--saes A,B]
+                        [--dtype float32|bfloat16]
 
 Prints a readable table and writes a JSON report (with the machine it ran on). Parts:
 
@@ -9,6 +10,10 @@ Prints a readable table and writes a JSON report (with the machine it ran on). P
            against the same SAE in a fresh home (goal >= 10x);
 * tasks:   `evaluate --tasks all` on two SAEs from a fresh home (cold), then again (warm): wall and
            per-task time of each SAE;
+* floor:   the physical limit of a second SAE's tasks: per task, the floating-point operations of
+           its matrix products and attention (torch's FlopCounterMode) over the rates this machine
+           reaches on Whisper tiny's shapes, against the task's measured time (warm, SAE-independent
+           caches filled by the first SAE);
 * memory:  peak RSS against the number of clips (1x, 2x, 4x) and against d_sae (4k, 16k, 65k);
 * models:  randomly initialised whisper-tiny / -base / -small and hubert-base configs (timing does
            not depend on the weights): the encoder forward of 8 windows, and the harness's extraction
@@ -18,7 +23,8 @@ Before the first part and after the last, a speed check times the raw Whisper ti
 8 silent 30 s windows (best of 3): on a shared machine, whose speed drifts by tens of percent
 over minutes, it says how fast the machine was while the parts ran.
 
-Each part runs in its own private AUDIOSAEBENCH_HOME (a copy of the prepared mini suite and the
+``--dtype`` sets the model forward dtype of the warm, tasks and floor parts (extract, memory and
+models run in float32). Each part runs in its own private AUDIOSAEBENCH_HOME (a copy of the prepared mini suite and the
 converted model; no activations, state or task caches) so "cold" means cold.
 """
 
@@ -164,9 +170,11 @@ def _per_task(out_dir: Path) -> dict[str, dict[str, float]]:
     return per
 
 
-def bench_warm_and_tasks(report: dict, src_home: Path, parts: set[str], saes: list[str] | None = None) -> None:
+def bench_warm_and_tasks(report: dict, src_home: Path, parts: set[str], saes: list[str] | None = None,
+                         dtype: str = "float32") -> None:
     """Each part in its own fresh home (prepared data and converted model only), so cold is cold.
-    ``saes``: two SAE folders on encoder.layers.2 of whisper-tiny.en (default: two random TopK SAEs)."""
+    ``saes``: two SAE folders on encoder.layers.2 of whisper-tiny.en (default: two random TopK SAEs).
+    The floor part runs in the tasks part's home after it (or in a home the first SAE warmed)."""
     work = Path(tempfile.mkdtemp(prefix="bench-saes-"))
     if saes:
         a, b = (Path(x) for x in saes)
@@ -182,11 +190,12 @@ def bench_warm_and_tasks(report: dict, src_home: Path, parts: set[str], saes: li
             homes.append(private_home(src_home))
             env = {**os.environ, "AUDIOSAEBENCH_HOME": str(homes[-1])}
             tasks = "fidelity,phoneme_probing"
-            first = _cli(["evaluate", "--sae", str(a), "--tasks", tasks, "--out", str(work / "r1"), "--no-progress"], env)
-            warm = _cli(["evaluate", "--sae", str(b), "--tasks", tasks, "--out", str(work / "r2"), "--no-progress"], env)
+            opts = ["--tasks", tasks, "--dtype", dtype, "--no-progress"]
+            first = _cli(["evaluate", "--sae", str(a), *opts, "--out", str(work / "r1")], env)
+            warm = _cli(["evaluate", "--sae", str(b), *opts, "--out", str(work / "r2")], env)
             homes.append(private_home(src_home))
             env = {**os.environ, "AUDIOSAEBENCH_HOME": str(homes[-1])}
-            cold = _cli(["evaluate", "--sae", str(b), "--tasks", tasks, "--out", str(work / "r3"), "--no-progress"], env)
+            cold = _cli(["evaluate", "--sae", str(b), *opts, "--out", str(work / "r3")], env)
             t_first = sum(next(iter(_per_task(work / "r1").values())).values())
             t_warm = sum(next(iter(_per_task(work / "r2").values())).values())
             t_cold = sum(next(iter(_per_task(work / "r3").values())).values())
@@ -194,21 +203,120 @@ def bench_warm_and_tasks(report: dict, src_home: Path, parts: set[str], saes: li
                               "second_sae_cold_s": cold, "ratio": cold / warm, "ratio_first_vs_second": first / warm,
                               "task_time_cold_s": t_cold, "task_time_warm_s": t_warm, "task_time_ratio": t_cold / t_warm,
                               "task_time_first_s": t_first}
-        if "tasks" in parts:
+        if parts & {"tasks", "floor"}:
             homes.append(private_home(src_home))
             env = {**os.environ, "AUDIOSAEBENCH_HOME": str(homes[-1])}
+        if "tasks" in parts:
             out = {}
             for label in ("cold", "warm"):
-                t = _cli(["evaluate", "--sae", str(a), "--sae", str(b), "--tasks", "all", "--out", str(work / f"all-{label}"),
-                          "--no-progress"], env)
+                t = _cli(["evaluate", "--sae", str(a), "--sae", str(b), "--tasks", "all", "--dtype", dtype,
+                          "--out", str(work / f"all-{label}"), "--no-progress"], env)
                 per = _per_task(work / f"all-{label}")
                 out[label] = {"wall_s": t, "saes": 2, "per_task_s": per,
                               "per_sae_s": {k: sum(v.values()) for k, v in per.items()}}
             report["tasks"] = out
+        elif "floor" in parts:  # the first SAE fills the SAE-independent caches
+            _cli(["evaluate", "--sae", str(a), "--tasks", "all", "--dtype", dtype, "--out", str(work / "floor-warmup"),
+                  "--no-progress"], env)
+        if "floor" in parts:
+            report["floor"] = bench_floor(a, b, dtype, env)
     finally:
         for h in homes:
             shutil.rmtree(h, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
+
+
+# the machine's rates on the shapes that dominate the tasks: Whisper tiny's MLP over 8 windows of
+# 1,500 frames, and its self-attention (6 heads of 64) over the same windows
+MATMUL_SHAPE = (8 * 1500, 384, 1536)
+ATTENTION_SHAPE = (8, 6, 1500, 64)
+
+
+def machine_rates(dtype: str) -> dict[str, float]:
+    """GFLOP/s this machine reaches (best of 5 after a warm-up) on ``MATMUL_SHAPE`` and ``ATTENTION_SHAPE``."""
+    import torch
+
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    dt = getattr(torch, dtype)
+    gen = torch.Generator(device=dev).manual_seed(0)
+    m, k, n = MATMUL_SHAPE
+    x, w = (torch.randn(r, k, generator=gen, device=dev).to(dt) for r in (m, n))
+    q = torch.randn(*ATTENTION_SHAPE, generator=gen, device=dev).to(dt)
+    b, h, t, d = ATTENTION_SHAPE
+    work = {"matmul": (lambda: torch.nn.functional.linear(x, w), 2 * m * k * n),
+            "attention": (lambda: torch.nn.functional.scaled_dot_product_attention(q, q, q), 4 * b * h * t * t * d)}
+    rates = {}
+    with torch.no_grad():
+        for name, (fn, flop) in work.items():
+            best = float("inf")
+            for i in range(6):
+                t0 = time.perf_counter()
+                fn()
+                _sync(dev)
+                if i:
+                    best = min(best, time.perf_counter() - t0)
+            rates[name] = flop / best / 1e9
+    return rates
+
+
+def count_task_flops(sae: str, partner: str, dtype: str) -> dict:
+    """In this process (a child of the bench, in a home whose SAE-independent caches are warm): each
+    task of ``sae`` run once plainly (its time) and once under torch's FlopCounterMode (its work)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
+
+    from audiosaebench.evaluation import evaluate
+    from audiosaebench.registry import task_names
+
+    aten = torch.ops.aten
+    # torch counts the CUDA attention kernels; on the CPU scaled_dot_product_attention runs its own
+    cpu_attention = {
+        aten._scaled_dot_product_flash_attention_for_cpu:
+            lambda q, k, v, *args, out_shape=None, **kw: sdpa_flop_count(q, k, v),
+        aten._scaled_dot_product_flash_attention_for_cpu_backward:
+            lambda g, q, k, v, *args, out_shape=None, **kw: sdpa_backward_flop_count(g, q, k, v),
+    }
+    attention_ops = {str(op) for op in cpu_attention} | {
+        str(op) for op in (aten._scaled_dot_product_flash_attention, aten._scaled_dot_product_efficient_attention,
+                           aten._scaled_dot_product_cudnn_attention, aten._scaled_dot_product_flash_attention_backward,
+                           aten._scaled_dot_product_efficient_attention_backward,
+                           aten._scaled_dot_product_cudnn_attention_backward)}
+    work = Path(tempfile.mkdtemp(prefix="bench-floor-"))
+    out = {}
+    try:
+        for name in task_names():
+            rec = evaluate([sae], [name], out=work / "plain", dtype=dtype, progress=False, partners=[partner])[0]
+            counter = FlopCounterMode(display=False, custom_mapping=cpu_attention)
+            with counter:
+                evaluate([sae], [name], out=work / "counted", dtype=dtype, progress=False, partners=[partner])
+            flops = {str(op): n for op, n in counter.get_flop_counts()["Global"].items()}
+            attention = sum(n for op, n in flops.items() if op in attention_ops)
+            out[name] = {"measured_s": rec["run"]["runtime_s"], "gflop_attention": attention / 1e9,
+                         "gflop_matmul": (sum(flops.values()) - attention) / 1e9}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {"tasks": out, "rates_gflops": machine_rates(dtype)}
+
+
+def floor_table(counted: dict) -> dict:
+    """Per task and in all: the seconds its matrix products and attention need at the machine's rates
+    (a lower bound: decoding steps and small products run below those rates), against measured."""
+    rates = counted["rates_gflops"]
+    rows = {}
+    for name, t in counted["tasks"].items():
+        floor = t["gflop_matmul"] / rates["matmul"] + t["gflop_attention"] / rates["attention"]
+        rows[name] = {**t, "floor_s": floor, "floor_share": floor / t["measured_s"] if t["measured_s"] else None}
+    total = {k: sum(r[k] for r in rows.values()) for k in ("measured_s", "gflop_matmul", "gflop_attention", "floor_s")}
+    total["floor_share"] = total["floor_s"] / total["measured_s"] if total["measured_s"] else None
+    return {"rates_gflops": rates, "tasks": rows, "total": total}
+
+
+def bench_floor(a: Path, b: Path, dtype: str, env: dict) -> dict:
+    """The floor part: count a second SAE's work task by task in a child process (home in ``env``)."""
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--count-flops", str(b), "--partner", str(a),
+                           "--dtype", dtype], env=env, check=True, capture_output=True, text=True)
+    counted = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {"dtype": dtype, "sae": str(b), **floor_table(counted)}
 
 
 def bench_memory(report: dict, src_home: Path) -> None:
@@ -336,6 +444,15 @@ def table(report: dict) -> str:
             for sae, per in t["per_task_s"].items():
                 tasks = ", ".join(f"{k} {v:.0f}" for k, v in sorted(per.items(), key=lambda kv: -kv[1]))
                 lines += [f"           {sae}: {t['per_sae_s'][sae]:.0f} s ({tasks})"]
+    if "floor" in report:
+        f = report["floor"]
+        r = f["rates_gflops"]
+        lines += [f"floor    a second SAE's tasks, warm, {f['dtype']}: matrix products and attention over this machine's rates "
+                  f"({r['matmul']:.0f} and {r['attention']:.0f} GFLOP/s) = the least time they need; measured; floor/measured"]
+        for name, t in [*sorted(f["tasks"].items(), key=lambda kv: -kv[1]["measured_s"]), ("all", f["total"])]:
+            share = f"{t['floor_share']:.2f}" if t["floor_share"] is not None else "-"
+            lines += [f"           {name:22s} {t['gflop_matmul'] + t['gflop_attention']:8.0f} GFLOP  floor {t['floor_s']:6.1f} s  "
+                      f"measured {t['measured_s']:6.1f} s  {share}"]
     for r in report.get("memory", []):
         lines += [f"memory   {r['run']:10s} d_sae {r['d_sae']:6d}, {r['clips_per_split']:3d} clips/split: "
                   f"peak RSS {r['peak_rss_mb']:.0f} MB, {r['wall_s']:.0f} s"]
@@ -348,16 +465,26 @@ def table(report: dict) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--parts", default="extract,warm,tasks,memory,models")
+    p.add_argument("--parts", default="extract,warm,tasks,floor,memory,models")
     p.add_argument("--out", default="bench/results.json")
     p.add_argument("--saes", help="two comma-separated SAE folders on encoder.layers.2 of whisper-tiny.en for the warm "
                                   "and tasks parts (default: two random TopK SAEs)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                   help="model forward dtype of the warm, tasks and floor parts")
+    p.add_argument("--count-flops", help=argparse.SUPPRESS)  # the floor part's child process: an SAE folder
+    p.add_argument("--partner", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.count_flops:
+        print(json.dumps(count_task_flops(args.count_flops, args.partner, args.dtype)))
+        return 0
     parts = set(args.parts.split(","))
+    unknown = parts - {"extract", "warm", "tasks", "floor", "memory", "models"}
+    if unknown:
+        p.error(f"unknown parts: {', '.join(sorted(unknown))}")
     from audiosaebench import paths
 
     src = paths.home()
-    report: dict = {"machine": machine(), "parts": sorted(parts)}
+    report: dict = {"machine": machine(), "parts": sorted(parts), "dtype": args.dtype}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
 
@@ -373,11 +500,11 @@ def main() -> int:
         with in_private_home(src):
             bench_extract(report)
         save()
-    if parts & {"warm", "tasks"}:
+    if parts & {"warm", "tasks", "floor"}:
         saes = args.saes.split(",") if args.saes else None
         if saes is not None and len(saes) != 2:
             p.error("--saes takes exactly two SAE folders")
-        bench_warm_and_tasks(report, src, parts, saes)
+        bench_warm_and_tasks(report, src, parts, saes, args.dtype)
         save()
     if "memory" in parts:
         bench_memory(report, src)
