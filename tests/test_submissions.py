@@ -51,6 +51,7 @@ def test_valid_submission_passes_and_cli_reports_it(subs, capsys):
     (lambda f: _result(f, lambda d: d.update(kind="baseline")), "result kind"),
     (lambda f: _result(f, lambda d: d["task"].update(version="0.9.0")), "re-run the task"),
     (lambda f: _result(f, lambda d: d["task"].update(name="nonexistent")), "unknown task"),
+    (lambda f: _result(f, lambda d: d["provenance"]["dtypes"].update(model_forward="bfloat16")), "the model ran in bfloat16"),
     (lambda f: (f / "results" / "fidelity-mini.json").write_text('{"a": NaN}'), "not valid JSON"),
     (lambda f: (f / "results" / "copy.json").write_text((f / "results" / "fidelity-mini.json").read_text()), "a second fidelity"),
 ])

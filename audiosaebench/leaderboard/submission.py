@@ -3,7 +3,7 @@
 Validation is what CI runs on every pull request: the folder is walked without following links,
 only known files are allowed (never weights), YAML is read with the safe loader, both documents
 are schema-checked, and every result must belong to the declared SAE, be submittable (no
-``--limit``) and come from a registered task.
+``--limit``), come from a float32 model forward and from a registered task.
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ PLACEHOLDER = "FILL IN"
 MAX_FILE_BYTES = 4 << 20
 SCHEMA_VERSION = "1.0"
 KIND_OF_RESULT = {"submission": "submission", "reference": "submission", "baseline": "baseline"}
+# one forward precision on the board: on the mini suite bfloat16 moved the reference SAE's main
+# scores by up to 0.01 against float32 (docs/performance.md), as much as two SAEs may differ
+LEADERBOARD_DTYPE = "float32"
 
 
 @dataclass
@@ -164,6 +167,10 @@ def validate_submission(folder: str | Path, root: str | Path | None = None, *, c
             raise SubmissionError(f"{where}: result kind {doc['kind']!r} does not fit a {meta['kind']} entry")
         if doc["run"]["limit"] is not None or not doc["data"]["submittable"]:
             raise SubmissionError(f"{where}: not submittable (made with --limit or on a non-submittable suite)")
+        forward = doc["provenance"]["dtypes"]["model_forward"]
+        if forward != LEADERBOARD_DTYPE:
+            raise SubmissionError(f"{where}: the model ran in {forward}; leaderboard results use {LEADERBOARD_DTYPE} "
+                                  f"forwards (re-run with --dtype {LEADERBOARD_DTYPE})")
         name, version = doc["task"]["name"], doc["task"]["version"]
         if name not in known:
             raise SubmissionError(f"{where}: unknown task {name!r}")
