@@ -10,10 +10,10 @@ Prints a readable table and writes a JSON report (with the machine it ran on). P
            against the same SAE in a fresh home (goal >= 10x);
 * tasks:   `evaluate --tasks all` on two SAEs from a fresh home (cold), then again (warm): wall and
            per-task time of each SAE;
-* floor:   the physical limit of a second SAE's tasks: per task, the floating-point operations of
-           its matrix products and attention (torch's FlopCounterMode) over the rates this machine
-           reaches on Whisper tiny's shapes, against the task's measured time (warm, SAE-independent
-           caches filled by the first SAE);
+* floor:   the physical limit of a second SAE's tasks: per task of a warm `--tasks all` (the
+           first SAE filled the SAE-independent caches), the floating-point operations of its
+           matrix products and attention (torch's FlopCounterMode) over the rates this machine
+           reaches on Whisper tiny's shapes, against the task's measured time;
 * memory:  peak RSS against the number of clips (1x, 2x, 4x) and against d_sae (4k, 16k, 65k);
 * models:  randomly initialised whisper-tiny / -base / -small and hubert-base configs (timing does
            not depend on the weights): the encoder forward of 8 windows, and the harness's extraction
@@ -260,13 +260,15 @@ def machine_rates(dtype: str) -> dict[str, float]:
 
 
 def count_task_flops(sae: str, partner: str, dtype: str) -> dict:
-    """In this process (a child of the bench, in a home whose SAE-independent caches are warm): each
-    task of ``sae`` run once plainly (its time) and once under torch's FlopCounterMode (its work)."""
+    """In this process (a child of the bench, in a home whose SAE-independent caches are warm):
+    ``evaluate --tasks all`` of ``sae`` once plainly (each task's time, as in a real run, where the
+    tasks share the SAE's codes), then again with each task's ``run`` under its own torch
+    FlopCounterMode (its work). The machine's rates are measured before and after the plain run."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
     from audiosaebench.evaluation import evaluate
-    from audiosaebench.registry import task_names
+    from audiosaebench.registry import get_task, task_names
 
     aten = torch.ops.aten
     # torch counts the CUDA attention kernels; on the CPU scaled_dot_product_attention runs its own
@@ -282,25 +284,44 @@ def count_task_flops(sae: str, partner: str, dtype: str) -> dict:
                            aten._scaled_dot_product_efficient_attention_backward,
                            aten._scaled_dot_product_cudnn_attention_backward)}
     work = Path(tempfile.mkdtemp(prefix="bench-floor-"))
-    out = {}
-    try:
-        for name in task_names():
-            rec = evaluate([sae], [name], out=work / "plain", dtype=dtype, progress=False, partners=[partner])[0]
+    counts: dict[str, dict[str, float]] = {}
+
+    def counted(name: str, run):
+        def run_counted(self, ctx):
             counter = FlopCounterMode(display=False, custom_mapping=cpu_attention)
             with counter:
-                evaluate([sae], [name], out=work / "counted", dtype=dtype, progress=False, partners=[partner])
+                result = run(self, ctx)
             flops = {str(op): n for op, n in counter.get_flop_counts()["Global"].items()}
             attention = sum(n for op, n in flops.items() if op in attention_ops)
-            out[name] = {"measured_s": rec["run"]["runtime_s"], "gflop_attention": attention / 1e9,
-                         "gflop_matmul": (sum(flops.values()) - attention) / 1e9}
+            counts[name] = {"gflop_attention": attention / 1e9, "gflop_matmul": (sum(flops.values()) - attention) / 1e9}
+            return result
+        return run_counted
+
+    classes = {name: get_task(name) for name in task_names()}
+    try:
+        before = machine_rates(dtype)
+        recs = evaluate([sae], "all", out=work / "plain", dtype=dtype, progress=False, partners=[partner])
+        after = machine_rates(dtype)
+        runs = {name: cls.run for name, cls in classes.items()}
+        try:
+            for name, cls in classes.items():
+                cls.run = counted(name, runs[name])
+            evaluate([sae], "all", out=work / "counted", dtype=dtype, progress=False, partners=[partner])
+        finally:
+            for name, cls in classes.items():
+                cls.run = runs[name]
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return {"tasks": out, "rates_gflops": machine_rates(dtype)}
+    measured = {r["task"]["name"]: r["run"]["runtime_s"] for r in recs}
+    return {"tasks": {name: {"measured_s": measured[name], **counts[name]} for name in measured},
+            "rates_gflops": {k: max(before[k], after[k]) for k in before},
+            "rates_before_after": {k: [before[k], after[k]] for k in before}}
 
 
 def floor_table(counted: dict) -> dict:
     """Per task and in all: the seconds its matrix products and attention need at the machine's rates
-    (a lower bound: decoding steps and small products run below those rates), against measured."""
+    (the better of two measurements; a lower bound: decoding steps and small products run below
+    those rates), against measured."""
     rates = counted["rates_gflops"]
     rows = {}
     for name, t in counted["tasks"].items():
@@ -308,7 +329,7 @@ def floor_table(counted: dict) -> dict:
         rows[name] = {**t, "floor_s": floor, "floor_share": floor / t["measured_s"] if t["measured_s"] else None}
     total = {k: sum(r[k] for r in rows.values()) for k in ("measured_s", "gflop_matmul", "gflop_attention", "floor_s")}
     total["floor_share"] = total["floor_s"] / total["measured_s"] if total["measured_s"] else None
-    return {"rates_gflops": rates, "tasks": rows, "total": total}
+    return {"rates_gflops": rates, "rates_before_after": counted.get("rates_before_after"), "tasks": rows, "total": total}
 
 
 def bench_floor(a: Path, b: Path, dtype: str, env: dict) -> dict:
@@ -447,8 +468,12 @@ def table(report: dict) -> str:
     if "floor" in report:
         f = report["floor"]
         r = f["rates_gflops"]
+        ba = f.get("rates_before_after") or {}
+        drift = (f" (before / after the run: {ba['matmul'][0]:.0f} / {ba['matmul'][1]:.0f} and {ba['attention'][0]:.0f} / "
+                 f"{ba['attention'][1]:.0f})") if ba else ""
         lines += [f"floor    a second SAE's tasks, warm, {f['dtype']}: matrix products and attention over this machine's rates "
-                  f"({r['matmul']:.0f} and {r['attention']:.0f} GFLOP/s) = the least time they need; measured; floor/measured"]
+                  f"({r['matmul']:.0f} and {r['attention']:.0f} GFLOP/s{drift}) = the least time they need; measured; "
+                  "floor/measured"]
         for name, t in [*sorted(f["tasks"].items(), key=lambda kv: -kv[1]["measured_s"]), ("all", f["total"])]:
             share = f"{t['floor_share']:.2f}" if t["floor_share"] is not None else "-"
             lines += [f"           {name:22s} {t['gflop_matmul'] + t['gflop_attention']:8.0f} GFLOP  floor {t['floor_s']:6.1f} s  "

@@ -29,6 +29,7 @@ def test_table_shows_every_part():
                           "per_sae_s": {"sae-a": 26.0}} for label in ("cold", "warm")},
         "floor": {"dtype": "float32", **bench.floor_table({
             "rates_gflops": {"matmul": 200.0, "attention": 100.0},
+            "rates_before_after": {"matmul": [200.0, 150.0], "attention": [90.0, 100.0]},
             "tasks": {"steering": {"measured_s": 20.0, "gflop_matmul": 2000.0, "gflop_attention": 500.0},
                       "coverage": {"measured_s": 4.0, "gflop_matmul": 200.0, "gflop_attention": 0.0}}})},
         "memory": [{"run": "clips 1x", "d_sae": 4096, "clips_per_split": 12, "peak_rss_mb": 900.0, "wall_s": 50.0}],
@@ -39,5 +40,5 @@ def test_table_shows_every_part():
     text = bench.table(report)
     for needle in ("1.25 s before the parts, 1.50 s after", "ratio 1.05", "ratio 4.0x", "wall 100 s", "steering 20",
                    "peak RSS 900 MB", "whisper-base", "harness extraction 3.1 s (ratio 0.97)",
-                   "(200 and 100 GFLOP/s)", "floor   15.0 s  measured   20.0 s  0.75", "floor   16.0 s  measured   24.0 s  0.67"):
+                   "(200 and 100 GFLOP/s (before / after the run: 200 / 150 and 90 / 100))", "floor   15.0 s  measured   20.0 s  0.75", "floor   16.0 s  measured   24.0 s  0.67"):
         assert needle in text, (needle, text)
