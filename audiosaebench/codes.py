@@ -86,7 +86,7 @@ class _Packed:
 
 @dataclass
 class _Entry:
-    sae: SAE  # held, so the ids in the key cannot be reused while the entry lives
+    sae: SAE  # held, so the ids in the key (the SAE's and its tensors') cannot be reused while the entry lives
     versions: tuple[int, ...]  # the parameters' in-place version counters when the codes were made
     chunks: list[_Packed]
     nbytes: int
@@ -125,7 +125,9 @@ class CodeMemo:
 
     @staticmethod
     def key(sae: SAE, acts: ActivationSet, rows: int) -> tuple:
-        return (tuple(id(t) for t in sae.params.values()), acts.key, str(acts.directory), acts.n_frames, rows)
+        # the SAE object (its info: architecture, k, normalisation) and its parameter tensors, both
+        # held by the entry; SAEs made with ``with_info`` share tensors but not the object
+        return (id(sae), tuple(id(t) for t in sae.params.values()), acts.key, str(acts.directory), acts.n_frames, rows)
 
     def get(self, sae: SAE, acts: ActivationSet, rows: int) -> list[_Packed] | None:
         k = self.key(sae, acts, rows)

@@ -172,8 +172,20 @@ def test_readers_of_z_alone_never_decode(acts, count_encodes):
     sparse_frame_codes(sae, acts, np.arange(10))
     pooled_clip_codes(sae, acts, "max")
     assert count_encodes["encode"] > 0 and count_encodes["decode"] == 0
-    x_hat = next(iter_codes(sae, acts)).x_hat
-    assert count_encodes["decode"] == 1 and x_hat.shape == (4096 if acts.n_frames > 4096 else acts.n_frames, 8)
+    chunk = next(iter_codes(sae, acts))
+    x_hat = chunk.x_hat
+    assert count_encodes["decode"] == 1 and chunk.x_hat is x_hat  # decoded once, on first read
+    assert torch.equal(x_hat, sae.decode(chunk.z, chunk.state))
+
+
+def test_the_memo_keeps_saes_that_share_tensors_apart(acts, count_encodes):
+    plain = random_sae(8, 24, 3, "m", "h", seed=1)
+    normed = plain.with_info(normalize_activations="layer_norm")  # same tensors, other codes
+    with MEMO.session():
+        z_plain, z_normed = (torch.cat([c[2] for c in _chunks(s, acts)]) for s in (plain, normed))
+    assert len(MEMO) == 0 and not torch.equal(z_plain, z_normed)
+    x = torch.from_numpy(np.asarray(acts.rows(0, acts.n_frames)).copy())
+    assert torch.equal(z_normed, normed.encode(x)) and torch.equal(z_plain, plain.encode(x))
 
 
 def test_the_memo_lets_the_least_recently_used_set_go_first(acts, count_encodes, monkeypatch):
