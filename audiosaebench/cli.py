@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", default=None, help="model id or local folder (overrides the checkpoint's)")
     e.add_argument("--hook", default=None, help="hook point (overrides the checkpoint's)")
     e.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    e.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"], help="model forward dtype")
+    e.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"], help="model forward dtype (leaderboard submissions need float32)")
     e.add_argument("--batch-size", type=int, default=8)
     e.add_argument("--resume", action="store_true", help="skip tasks whose result exists with the same config")
     e.add_argument("--limit", type=int, default=None, help="first N clips per split (not submittable)")
