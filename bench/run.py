@@ -134,14 +134,19 @@ def speed_check() -> float:
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     ad = load_adapter(MODEL, device=dev)
     feats = ad.prepare([np.zeros(16_000 * 30, dtype=np.float32)] * 8).inputs["input_features"].to(dev)
-    best = float("inf")
     with torch.no_grad():
-        for i in range(4):
-            t0 = time.perf_counter()
-            ad.base_model.encoder(feats)
-            _sync(dev)
-            if i:
-                best = min(best, time.perf_counter() - t0)
+        return _best_time(lambda: ad.base_model.encoder(feats), dev, 3)
+
+
+def _best_time(fn, dev: str, repeats: int) -> float:
+    """Seconds of ``fn()``: one warm-up call, then the best of ``repeats`` timed calls."""
+    best = float("inf")
+    for i in range(repeats + 1):
+        t0 = time.perf_counter()
+        fn()
+        _sync(dev)
+        if i:
+            best = min(best, time.perf_counter() - t0)
     return best
 
 
@@ -245,18 +250,8 @@ def machine_rates(dtype: str) -> dict[str, float]:
     b, h, t, d = ATTENTION_SHAPE
     work = {"matmul": (lambda: torch.nn.functional.linear(x, w), 2 * m * k * n),
             "attention": (lambda: torch.nn.functional.scaled_dot_product_attention(q, q, q), 4 * b * h * t * t * d)}
-    rates = {}
     with torch.no_grad():
-        for name, (fn, flop) in work.items():
-            best = float("inf")
-            for i in range(6):
-                t0 = time.perf_counter()
-                fn()
-                _sync(dev)
-                if i:
-                    best = min(best, time.perf_counter() - t0)
-            rates[name] = flop / best / 1e9
-    return rates
+        return {name: flop / _best_time(fn, dev, 5) / 1e9 for name, (fn, flop) in work.items()}
 
 
 def count_task_flops(sae: str, partner: str, dtype: str) -> dict:
