@@ -224,3 +224,34 @@ def test_causal_patching_trained_beats_random_and_every_feature_reaches_the_ceil
     assert gain[0] > 0, gain
     assert t["recovery@20_gain_over_random"] > 0
     assert r["trained"]["metrics"]["floor"] == t["recovery@20_random"]
+
+
+def _close(a, b) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return b == pytest.approx(a, rel=1e-4, abs=1e-6)
+    return a == b
+
+
+def test_the_committed_identity_baseline_row_is_what_the_harness_computes(setup, tmp_path):
+    """submissions/ holds rows papers cite; a change that moves their numbers must regenerate them
+    (submissions/README.md) or bump the task's version. The identity baseline needs no training, so
+    it is rebuilt here and scored with each task's defaults; 1e-4 leaves room for another CPU's
+    rounding (1e-6 between the AMD EPYC and Intel Xeon kinds), not for a changed number."""
+    import json
+    from pathlib import Path
+
+    row = Path(__file__).resolve().parents[1] / "submissions" / "baseline-identity-whisper-tiny-en-l2" / "results"
+    tasks = sorted(p.name.removesuffix("-mini.json") for p in row.glob("*-mini.json"))
+    assert tasks == ["coverage", "disentanglement", "fidelity", "phoneme_probing"]
+    for task in tasks:
+        got = _run(setup, task, ["identity"], tmp_path / task)["identity"]
+        want = json.loads((row / f"{task}-mini.json").read_text())
+        for key in ("config_sha256", "data", "task"):
+            assert got[key] == want[key], (task, key)
+        assert got["sae"]["sha256"] == want["sae"]["sha256"] and got["model"]["weights_sha256"] == want["model"]["weights_sha256"]
+        g, w = got["metrics"]["values"], want["metrics"]["values"]
+        assert set(g) == set(w), task
+        moved = {k: (w[k], g[k]) for k in w if not _close(w[k], g[k])}
+        assert not moved, f"{task}: the committed identity row no longer reproduces (committed, now): {moved}"
+        for ref in ("floor", "ceiling"):
+            assert _close(want["metrics"][ref], got["metrics"][ref]), (task, ref)
