@@ -26,7 +26,7 @@ def test_table_shows_every_part():
                  "second_sae_cold_s": 80.0, "ratio": 4.0, "task_time_cold_s": 30.0, "task_time_warm_s": 15.0,
                  "task_time_ratio": 2.0},
         "tasks": {label: {"wall_s": 100.0, "per_task_s": {"sae-a": {"fidelity": 6.0, "steering": 20.0}},
-                          "per_sae_s": {"sae-a": 26.0}} for label in ("cold", "warm")},
+                          "per_sae_s": {"sae-a": 26.0}, "first_sae_s": 74.0} for label in ("cold", "warm")},
         "floor": {"dtype": "float32", **bench.floor_table({
             "rates_gflops": {"matmul": 200.0, "attention": 100.0},
             "rates_before_after": {"matmul": [200.0, 150.0], "attention": [90.0, 100.0]},
@@ -38,7 +38,22 @@ def test_table_shows_every_part():
                     "ratio": 0.97}],
     }
     text = bench.table(report)
-    for needle in ("1.25 s before the parts, 1.50 s after", "ratio 1.05", "ratio 4.0x", "wall 100 s", "steering 20",
+    for needle in ("1.25 s before the parts, 1.50 s after", "ratio 1.05", "ratio 4.0x", "wall 100 s; the first SAE 74 s", "steering 20",
                    "peak RSS 900 MB", "whisper-base", "harness extraction 3.1 s (ratio 0.97)",
                    "(200 and 100 GFLOP/s (before / after the run: 200 / 150 and 90 / 100))", "floor   15.0 s  measured   20.0 s  0.75", "floor   16.0 s  measured   24.0 s  0.67"):
         assert needle in text, (needle, text)
+
+
+def test_per_task_orders_saes_as_they_ran(tmp_path):
+    import json
+
+    bench = _bench()
+    runs = [("b-first", "fidelity", "2026-12-01T10:00:00Z", 5.0), ("a-second", "fidelity", "2026-12-01T10:01:00Z", 3.0),
+            ("b-first", "coverage", "2026-12-01T10:00:30Z", 1.5)]
+    for sae, task, started, seconds in runs:
+        (tmp_path / sae).mkdir(exist_ok=True)
+        doc = {"sae": {"id": sae}, "task": {"name": task}, "run": {"started": started, "runtime_s": seconds}}
+        (tmp_path / sae / f"{task}.json").write_text(json.dumps(doc))
+    per = bench._per_task(tmp_path)
+    assert list(per) == ["b-first", "a-second"]  # not the folders' sorted order
+    assert per["b-first"] == {"fidelity": 5.0, "coverage": 1.5}
