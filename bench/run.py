@@ -50,14 +50,14 @@ HOOK = "encoder.layers.2"
 def machine() -> dict:
     import torch
 
+    from audiosaebench.results.provenance import hardware
+
     info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "cpu": hardware("cpu"),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
     try:
         mem = [line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")]
         info["memory"] = mem[0].split(":")[1].strip() if mem else None
-        cpu = [line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")]
-        info["cpu"] = cpu[0].split(":")[1].strip() if cpu else None
     except OSError:
         pass
     return info

@@ -41,6 +41,11 @@ def test_evaluate_writes_valid_deterministic_results(home, tmp_path, tiny_models
     assert json.dumps(_strip_run(a), sort_keys=True) == json.dumps(_strip_run(b), sort_keys=True)
     assert a["sae"]["hook_point"] == "encoder.layers.1" and a["data"]["submittable"] is False
     assert a["model"]["weights_sha256"] and len(a["data"]["splits"]) == 3
+    # what did the arithmetic (another processor or thread count may round the last digits differently)
+    assert a["provenance"]["hardware"] and a["provenance"]["torch_threads"] == torch.get_num_threads()
+    older = json.loads(json.dumps(a))
+    del older["provenance"]["hardware"], older["provenance"]["torch_threads"]
+    validate_result(older)  # results written before the fields existed stay valid
 
 
 def test_identity_sae_is_at_the_fidelity_ceiling_and_mean_sae_at_the_floor(home, tmp_path, tiny_models, toy_dir):

@@ -1,4 +1,4 @@
-"""Provenance recorded in every result: versions, git sha of the package source, device."""
+"""Provenance recorded in every result: versions, git sha of the package source, device and hardware."""
 
 from __future__ import annotations
 
@@ -25,6 +25,24 @@ def package_git_sha() -> str | None:
     return sha if out.returncode == 0 and len(sha) == 40 else None
 
 
+@lru_cache(maxsize=4)
+def hardware(device: str) -> str | None:
+    """What ran the model: the GPU's name for a CUDA device, else the CPU's model name (Linux
+    ``/proc/cpuinfo``, else ``platform.processor()``); None when unknown. Another kind of processor
+    may round the last digits of scores differently (docs/reproducing.md)."""
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip() or None
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
 def provenance(device: str, model_dtype: str, sae_dtype: str = "float32") -> dict[str, Any]:
     import torch
     import transformers
@@ -36,5 +54,7 @@ def provenance(device: str, model_dtype: str, sae_dtype: str = "float32") -> dic
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "device": device,
+        "hardware": hardware(device),
+        "torch_threads": torch.get_num_threads(),
         "dtypes": {"model_forward": model_dtype, "sae": sae_dtype},
     }
