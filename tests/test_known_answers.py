@@ -246,12 +246,13 @@ def test_the_committed_identity_baseline_row_is_what_the_harness_computes(setup,
     for task in tasks:
         got = _run(setup, task, ["identity"], tmp_path / task)["identity"]
         want = json.loads((row / f"{task}-mini.json").read_text())
+        fix = "regenerate the committed rows (submissions/README.md) or bump the task's version"
         for key in ("config_sha256", "data", "task"):
-            assert got[key] == want[key], (task, key)
+            assert got[key] == want[key], f"{task}: {key} differs from the committed identity row; {fix}"
         assert got["sae"]["sha256"] == want["sae"]["sha256"] and got["model"]["weights_sha256"] == want["model"]["weights_sha256"]
         g, w = got["metrics"]["values"], want["metrics"]["values"]
-        assert set(g) == set(w), task
+        assert set(g) == set(w), f"{task}: other metric names than the committed identity row; {fix}"
         moved = {k: (w[k], g[k]) for k in w if not _close(w[k], g[k])}
-        assert not moved, f"{task}: the committed identity row no longer reproduces (committed, now): {moved}"
+        assert not moved, f"{task}: the committed identity row no longer reproduces (committed, now): {moved}; {fix}"
         for ref in ("floor", "ceiling"):
-            assert _close(want["metrics"][ref], got["metrics"][ref]), (task, ref)
+            assert _close(want["metrics"][ref], got["metrics"][ref]), f"{task}: {ref} moved; {fix}"
