@@ -24,8 +24,10 @@ HOSTILE = "<script>alert(1)</script>"
 def board(tmp_path):
     root = tmp_path / "submissions"
     root.mkdir()
-    fx.write_submission(root, "alpha", [fx.result_doc("fidelity", sae_sha="1" * 64, value=0.9, l0=30.0),
-                                        fx.result_doc("coverage", sae_sha="1" * 64, value=0.6)],
+    alpha = [fx.result_doc("fidelity", sae_sha="1" * 64, value=0.9, l0=30.0), fx.result_doc("coverage", sae_sha="1" * 64, value=0.6)]
+    for doc in alpha:  # results since 2026-12-01 record what computed them; older ones (the rest here) do not
+        doc["provenance"].update(hardware="Test CPU <b>9000</b>", torch_threads=2)
+    fx.write_submission(root, "alpha", alpha,
                         bibtex="@article{alpha2026,\n  title={Alpha SAEs},\n  author={Ann Alpha},\n  year={2026}\n}")
     fx.write_submission(root, "beta", [fx.result_doc("fidelity", sae_sha="2" * 64, value=0.7, l0=12.0)],
                         name=HOSTILE, authors=["</script><img src=x onerror=alert(2)>", "B & B_{x}"])
@@ -51,6 +53,8 @@ def test_table_separates_versions_and_data_and_keeps_missing_cells_missing(board
     beta_line = next(line for line in md.splitlines() if "&lt;script&gt;" in line)
     assert "missing" in beta_line
     assert [e["kind"] for e in t["entries"] if e["id"] == "random-baseline"] == ["baseline"]
+    hardware = {e["id"]: e["hardware"] for e in t["entries"]}
+    assert hardware["alpha"] == ["Test CPU <b>9000</b>"] and hardware["beta"] == ["not recorded"]
 
 
 def test_build_is_a_pure_function_of_the_results(board, tmp_path):
@@ -142,6 +146,8 @@ def test_page_in_headless_chromium(board, tmp_path):
         assert heads and all(h.startswith("coverage") for h in heads), heads
         missing = drv.find_element(By.CSS_SELECTOR, 'tr[data-id="beta"] td.missing')
         assert missing.text == "missing"
+        cite = drv.find_element(By.CSS_SELECTOR, 'tr[data-id="alpha"] details pre').get_attribute("textContent")
+        assert "results computed on: Test CPU <b>9000</b>" in cite  # as text, like every submitted string
         errors = [e for e in drv.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
         assert errors == [], errors
     finally:

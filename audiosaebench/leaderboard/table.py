@@ -82,6 +82,8 @@ def build_table(subs: list[Submission]) -> dict[str, Any]:
             "suites": sorted({d["data"]["suite"] for d in sub.results}), "l0": l0,
             "license": m["license"], "checkpoint": m["checkpoint"]["location"], "paper": m.get("paper"),
             "bibtex": bibtex_for(sub), "sae_sha256": m["sae_sha256"],
+            # what did the arithmetic (results before 2026-12-01 do not say)
+            "hardware": sorted({d["provenance"].get("hardware") or "not recorded" for d in sub.results}),
         })
     ordered = sorted(columns.values(), key=lambda c: (c["task"], c["suite"], c["version"], c["fingerprint"]))
     # which columns need their fingerprint shown: a task+version+suite with several data versions
