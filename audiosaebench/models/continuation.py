@@ -58,7 +58,7 @@ class WhisperKeywordReadout(nn.Module):
         model = self._model[0]
         b, p = enc.shape[0], len(self.prompt)
         ids = torch.tensor([self.prompt] * b, device=enc.device)
-        first = model(encoder_outputs=(enc,), decoder_input_ids=ids).logits[:, -1].float().log_softmax(-1)
+        first = model(encoder_outputs=(enc,), decoder_input_ids=ids, use_cache=False).logits[:, -1].float().log_softmax(-1)
         per_keyword = []
         for forms in self.forms:
             per_form = []
@@ -67,7 +67,7 @@ class WhisperKeywordReadout(nn.Module):
                     per_form.append(first[:, tokens[0]])
                     continue
                 ids = torch.tensor([self.prompt + tokens[:-1]] * b, device=enc.device)
-                logits = model(encoder_outputs=(enc,), decoder_input_ids=ids).logits.float().log_softmax(-1)
+                logits = model(encoder_outputs=(enc,), decoder_input_ids=ids, use_cache=False).logits.float().log_softmax(-1)
                 steps = logits[:, p - 1 :, :]
                 tok = torch.tensor(tokens, device=enc.device)
                 per_form.append(steps.gather(-1, tok[None, :, None].expand(b, -1, 1))[..., 0].sum(-1))
