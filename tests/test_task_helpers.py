@@ -77,3 +77,24 @@ def test_feature_f1_equals_threshold_f1_per_feature(seed, n_items, d_sae, n_conc
             compute._F1_BLOCK, compute._F1_BLOCK_VALUES = old
         for g, w in zip(got, want, strict=True):
             assert g.tobytes() == w.tobytes()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 10_000), st.integers(8, 80), st.integers(1, 12), st.sampled_from([np.float32, np.float64]),
+       st.booleans())
+def test_probe_predict_equals_sklearn(seed, n, d, dtype, bool_labels):
+    from audiosaebench_tasks.disentanglement.compute import _fit, decision, predict
+
+    rng = np.random.default_rng(seed)
+    x = (rng.normal(size=(n, d)) * rng.gamma(1.0, size=d) + rng.normal(size=d)).astype(dtype)
+    y = x[:, 0] + rng.normal(0, 1, n) > 0
+    if y.all() or not y.any():
+        y[0] = not y[0]
+    y = y if bool_labels else np.where(y, "a", "b")
+    model = _fit(x, y, 1.0, seed)
+    x_new = (rng.normal(size=(n, d)) * 2).astype(dtype)
+    for data in (x, x_new):
+        assert decision(model, data).tobytes() == model[1].decision_function(model[0].transform(data)).tobytes()
+        want = model[1].predict(model[0].transform(data))
+        got = predict(model, data)
+        assert got.dtype == want.dtype and np.array_equal(got, want)
