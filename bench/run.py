@@ -54,7 +54,7 @@ def machine() -> dict:
 
     info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
             "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "cpu": hardware("cpu"),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+            "cuda": hardware("cuda") if torch.cuda.is_available() else None}
     try:
         mem = [line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")]
         info["memory"] = mem[0].split(":")[1].strip() if mem else None
