@@ -1,6 +1,6 @@
 """Performance benchmark: the harness against its physical limit, on the mini suite.
 
-    python bench/run.py [--parts extract,warm,tasks,floor,memory,models] [--out bench/results.json] [--saes A,B]
+    python bench/run.py [--parts extract,warm,tasks,floor,limits,memory,models] [--out bench/results.json] [--saes A,B]
                         [--dtype float32|bfloat16]
 
 Prints a readable table and writes a JSON report (with the machine it ran on). Parts:
@@ -14,6 +14,12 @@ Prints a readable table and writes a JSON report (with the machine it ran on). P
            first SAE filled the SAE-independent caches), the floating-point operations of its
            matrix products and attention (torch's FlopCounterMode) over the rates this machine
            reaches on Whisper tiny's shapes, against the task's measured time;
+* limits:  the physical limit of goals (b) and (c) themselves: whole `evaluate` processes in the
+           states the goals name (a second SAE's fidelity + phoneme_probing cold and warm; `--tasks
+           all` of a first SAE cold and of a second warm), each counted whole (extraction,
+           SAE-independent caches and tasks) and timed as its imports (`python -X importtime`) plus
+           its arithmetic at the machine's rates: the least time a harness without any overhead
+           could take, so the best ratio (b) can reach on this machine;
 * memory:  peak RSS against the number of clips (1x, 2x, 4x) and against d_sae (4k, 16k, 65k);
 * models:  randomly initialised whisper-tiny / -base / -small and hubert-base configs (timing does
            not depend on the weights): the encoder forward of 8 windows, and the harness's extraction
@@ -23,7 +29,7 @@ Before the first part and after the last, a speed check times the raw Whisper ti
 8 silent 30 s windows (best of 3): on a shared machine, whose speed drifts by tens of percent
 over minutes, it says how fast the machine was while the parts ran.
 
-``--dtype`` sets the model forward dtype of the warm, tasks and floor parts (extract, memory and
+``--dtype`` sets the model forward dtype of the warm, tasks, floor and limits parts (extract, memory and
 models run in float32). Each part runs in its own private AUDIOSAEBENCH_HOME (a copy of the prepared mini suite and the
 converted model; no activations, state or task caches) so "cold" means cold.
 """
@@ -175,17 +181,24 @@ def _per_task(out_dir: Path) -> dict[str, dict[str, float]]:
     return per
 
 
+def _two_saes(work: Path, saes: list[str] | None, report: dict) -> tuple[Path, Path]:
+    """The two SAEs of the warm, tasks, floor and limits parts: ``saes``, or two random TopK SAEs
+    written under ``work``; ``report["saes"]`` says which."""
+    if saes:
+        a, b = (Path(x) for x in saes)
+    else:
+        a, b = _write_random(work / "a", 1536, 0), _write_random(work / "b", 1536, 1)
+    report["saes"] = [str(a), str(b)] if saes else ["random TopK d_sae 1536 k 32 seed 0", "... seed 1"]
+    return a, b
+
+
 def bench_warm_and_tasks(report: dict, src_home: Path, parts: set[str], saes: list[str] | None = None,
                          dtype: str = "float32") -> None:
     """Each part in its own fresh home (prepared data and converted model only), so cold is cold.
     ``saes``: two SAE folders on encoder.layers.2 of whisper-tiny.en (default: two random TopK SAEs).
     The floor part runs in the tasks part's home after it (or in a home the first SAE warmed)."""
     work = Path(tempfile.mkdtemp(prefix="bench-saes-"))
-    if saes:
-        a, b = (Path(x) for x in saes)
-    else:
-        a, b = _write_random(work / "a", 1536, 0), _write_random(work / "b", 1536, 1)
-    report["saes"] = [str(a), str(b)] if saes else ["random TopK d_sae 1536 k 32 seed 0", "... seed 1"]
+    a, b = _two_saes(work, saes, report)
     homes = []
     try:
         if "warm" in parts:
@@ -256,19 +269,13 @@ def machine_rates(dtype: str) -> dict[str, float]:
         return {name: flop / _best_time(fn, dev, 5) / 1e9 for name, (fn, flop) in work.items()}
 
 
-def count_task_flops(sae: str, partner: str, dtype: str) -> dict:
-    """In this process (a child of the bench, in a home whose SAE-independent caches are warm):
-    ``evaluate --tasks all`` of ``sae`` once plainly (each task's time, as in a real run, where the
-    tasks share the SAE's codes), then again with each task's ``run`` under its own torch
-    FlopCounterMode (its work). The machine's rates are measured before and after the plain run."""
+def _flop_counter():
+    """A FlopCounterMode factory that also counts the CPU attention kernel (torch counts only the CUDA
+    ones), and the names of the attention ops, so matrix products and attention can be told apart."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
-    from audiosaebench.evaluation import evaluate
-    from audiosaebench.registry import get_task, task_names
-
     aten = torch.ops.aten
-    # torch counts the CUDA attention kernels; on the CPU scaled_dot_product_attention runs its own
     cpu_attention = {
         aten._scaled_dot_product_flash_attention_for_cpu:
             lambda q, k, v, *args, out_shape=None, **kw: sdpa_flop_count(q, k, v),
@@ -280,17 +287,33 @@ def count_task_flops(sae: str, partner: str, dtype: str) -> dict:
                            aten._scaled_dot_product_cudnn_attention, aten._scaled_dot_product_flash_attention_backward,
                            aten._scaled_dot_product_efficient_attention_backward,
                            aten._scaled_dot_product_cudnn_attention_backward)}
+
+    def split(counter) -> dict[str, float]:
+        flops = {str(op): n for op, n in counter.get_flop_counts()["Global"].items()}
+        attention = sum(n for op, n in flops.items() if op in attention_ops)
+        return {"gflop_attention": attention / 1e9, "gflop_matmul": (sum(flops.values()) - attention) / 1e9}
+
+    return (lambda: FlopCounterMode(display=False, custom_mapping=cpu_attention)), split
+
+
+def count_task_flops(sae: str, partner: str, dtype: str) -> dict:
+    """In this process (a child of the bench, in a home whose SAE-independent caches are warm):
+    ``evaluate --tasks all`` of ``sae`` once plainly (each task's time, as in a real run, where the
+    tasks share the SAE's codes), then again with each task's ``run`` under its own torch
+    FlopCounterMode (its work). The machine's rates are measured before and after the plain run."""
+    from audiosaebench.evaluation import evaluate
+    from audiosaebench.registry import get_task, task_names
+
+    new_counter, split = _flop_counter()
     work = Path(tempfile.mkdtemp(prefix="bench-floor-"))
     counts: dict[str, dict[str, float]] = {}
 
     def counted(name: str, run):
         def run_counted(self, ctx):
-            counter = FlopCounterMode(display=False, custom_mapping=cpu_attention)
+            counter = new_counter()
             with counter:
                 result = run(self, ctx)
-            flops = {str(op): n for op, n in counter.get_flop_counts()["Global"].items()}
-            attention = sum(n for op, n in flops.items() if op in attention_ops)
-            counts[name] = {"gflop_attention": attention / 1e9, "gflop_matmul": (sum(flops.values()) - attention) / 1e9}
+            counts[name] = split(counter)
             return result
         return run_counted
 
@@ -315,6 +338,44 @@ def count_task_flops(sae: str, partner: str, dtype: str) -> dict:
             "rates_before_after": {k: [before[k], after[k]] for k in before}}
 
 
+def count_run_flops(sae: str, tasks: str, partner: str | None, dtype: str) -> dict:
+    """In this process (a child of the bench, started with ``-X importtime``): one whole
+    ``evaluate`` of ``sae`` (activation extraction, SAE-independent caches, every task) under a
+    single FlopCounterMode; the machine's rates before and after it."""
+    from audiosaebench.evaluation import evaluate
+
+    new_counter, split = _flop_counter()
+    work = Path(tempfile.mkdtemp(prefix="bench-limits-"))
+    try:
+        before = machine_rates(dtype)
+        counter = new_counter()
+        with counter:
+            evaluate([sae], tasks, out=work, dtype=dtype, progress=False, partners=[partner] if partner else ())
+        after = machine_rates(dtype)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {**split(counter), "rates_gflops": {k: max(before[k], after[k]) for k in before},
+            "rates_before_after": {k: [before[k], after[k]] for k in before}}
+
+
+# the bench's own counting machinery, which an `evaluate` process does not import
+COUNTING_MODULES = ("torch.utils.flop_counter",)
+
+
+def import_seconds(importtime: str) -> float:
+    """The seconds a process spent importing, from its ``python -X importtime`` report: the sum of
+    every module's self time, less the cumulative time of ``COUNTING_MODULES`` (and what they pulled in)."""
+    total = counting = 0
+    for line in importtime.splitlines():
+        if not line.startswith("import time:") or "self [us]" in line:
+            continue
+        self_us, cumulative_us, name = line.split(":", 1)[1].split("|")
+        total += int(self_us)
+        if name.strip() in COUNTING_MODULES:
+            counting += int(cumulative_us)
+    return (total - counting) / 1e6
+
+
 def floor_table(counted: dict) -> dict:
     """Per task and in all: the seconds its matrix products and attention need at the machine's rates
     (the better of two measurements; a lower bound: decoding steps and small products run below
@@ -335,6 +396,63 @@ def bench_floor(a: Path, b: Path, dtype: str, env: dict) -> dict:
                            "--dtype", dtype], env=env, check=True, capture_output=True, text=True)
     counted = json.loads(proc.stdout.strip().splitlines()[-1])
     return {"dtype": dtype, "sae": str(b), **floor_table(counted)}
+
+
+def _count_run(sae: Path, tasks: str, partner: Path | None, dtype: str, env: dict) -> dict:
+    """Count one whole ``evaluate`` in a child process (home in ``env``): its GFLOP, the machine's
+    rates around it and the seconds the process spent importing."""
+    args = [sys.executable, "-X", "importtime", str(Path(__file__).resolve()), "--count-run", str(sae),
+            "--tasks", tasks, "--dtype", dtype] + (["--partner", str(partner)] if partner else [])
+    proc = subprocess.run(args, env=env, check=True, capture_output=True, text=True)
+    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "tasks": tasks, "imports_s": import_seconds(proc.stderr)}
+
+
+def limits_table(runs: dict[str, dict]) -> dict:
+    """The least time of each counted process: its imports plus its GFLOP at the best rates measured
+    around any of the runs, and the best ratio goal (b) can reach: with the imports, and with its
+    arithmetic alone. The machine's speed drifts, so each bound takes the best the machine showed:
+    the highest rates of all runs, and the shortest imports of the runs of the same tasks (which
+    import the same modules)."""
+    rates = {k: max(r["rates_gflops"][k] for r in runs.values()) for k in ("matmul", "attention")}
+    rows = {}
+    for name, r in runs.items():
+        floor = r["gflop_matmul"] / rates["matmul"] + r["gflop_attention"] / rates["attention"]
+        imports = min(o["imports_s"] for o in runs.values() if o["tasks"] == r["tasks"])
+        rows[name] = {**r, "floor_s": floor, "imports_floor_s": imports, "process_floor_s": imports + floor}
+    cold, warm = rows["second_sae_cold"], rows["second_sae_warm"]
+    return {"rates_gflops": rates, "runs": rows, "ratio_b_at_floor": cold["process_floor_s"] / warm["process_floor_s"],
+            "ratio_b_arithmetic_only": cold["floor_s"] / warm["floor_s"]}
+
+
+def bench_limits(report: dict, src_home: Path, saes: list[str] | None, dtype: str) -> None:
+    """The limits part: how fast a harness with no overhead at all could meet goals (b) and (c) on this
+    machine. Whole ``evaluate`` processes are counted (see count_run_flops), each in the state its goal
+    names: (b) the second SAE's fidelity + phoneme_probing in a fresh home and after the first SAE;
+    (c) ``--tasks all`` of the first SAE in a fresh home (partner: the second), then of the second SAE
+    on those caches. The least time of a process is its imports plus its arithmetic at the machine's
+    rates: a lower bound, since decoding steps, probes and top-k run far below those rates."""
+    tasks = "fidelity,phoneme_probing"
+    runs = {}
+    work = Path(tempfile.mkdtemp(prefix="bench-saes-"))
+    homes = [work]
+    try:
+        a, b = _two_saes(work, saes, report)
+        homes.append(private_home(src_home))
+        env = {**os.environ, "AUDIOSAEBENCH_HOME": str(homes[-1])}
+        runs["second_sae_cold"] = _count_run(b, tasks, None, dtype, env)
+        homes.append(private_home(src_home))
+        env = {**os.environ, "AUDIOSAEBENCH_HOME": str(homes[-1])}
+        _cli(["evaluate", "--sae", str(a), "--tasks", tasks, "--dtype", dtype, "--no-progress",
+              "--out", str(work / "first")], env)
+        runs["second_sae_warm"] = _count_run(b, tasks, None, dtype, env)
+        homes.append(private_home(src_home))
+        env = {**os.environ, "AUDIOSAEBENCH_HOME": str(homes[-1])}
+        runs["all_first_sae_cold"] = _count_run(a, "all", b, dtype, env)
+        runs["all_second_sae_warm"] = _count_run(b, "all", a, dtype, env)
+    finally:
+        for h in homes:
+            shutil.rmtree(h, ignore_errors=True)
+    report["limits"] = {"dtype": dtype, "tasks_b": tasks, **limits_table(runs)}
 
 
 def bench_memory(report: dict, src_home: Path) -> None:
@@ -477,6 +595,22 @@ def table(report: dict) -> str:
             share = f"{t['floor_share']:.2f}" if t["floor_share"] is not None else "-"
             lines += [f"           {name:22s} {t['gflop_matmul'] + t['gflop_attention']:8.0f} GFLOP  floor {t['floor_s']:6.1f} s  "
                       f"measured {t['measured_s']:6.1f} s  {share}"]
+    if "limits" in report:
+        lim = report["limits"]
+        r = lim["runs"]
+
+        def floor(run: dict) -> str:
+            return (f"{run['process_floor_s']:.1f} s (imports {run['imports_floor_s']:.1f} + arithmetic {run['floor_s']:.1f}: "
+                    f"{run['gflop_matmul'] + run['gflop_attention']:.0f} GFLOP)")
+
+        lines += [f"limits   the least time of whole processes on this machine, {lim['dtype']} (a harness with no overhead; "
+                  f"{lim['rates_gflops']['matmul']:.0f} / {lim['rates_gflops']['attention']:.0f} GFLOP/s, the best rates "
+                  "measured around the runs):",
+                  f"           (b) second SAE [{lim['tasks_b']}] cold {floor(r['second_sae_cold'])}, warm "
+                  f"{floor(r['second_sae_warm'])}: ratio at most {lim['ratio_b_at_floor']:.1f}x "
+                  f"({lim['ratio_b_arithmetic_only']:.1f}x if imports were free; goal >= 10x)",
+                  f"           (c) --tasks all: first SAE cold {floor(r['all_first_sae_cold'])} (goal <= 180 s); "
+                  f"second SAE warm {floor(r['all_second_sae_warm'])} (goal <= 45 s)"]
     for r in report.get("memory", []):
         lines += [f"memory   {r['run']:10s} d_sae {r['d_sae']:6d}, {r['clips_per_split']:3d} clips/split: "
                   f"peak RSS {r['peak_rss_mb']:.0f} MB, {r['wall_s']:.0f} s"]
@@ -489,22 +623,30 @@ def table(report: dict) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--parts", default="extract,warm,tasks,floor,memory,models")
+    p.add_argument("--parts", default="extract,warm,tasks,floor,limits,memory,models")
     p.add_argument("--out", default="bench/results.json")
-    p.add_argument("--saes", help="two comma-separated SAE folders on encoder.layers.2 of whisper-tiny.en for the warm "
-                                  "and tasks parts (default: two random TopK SAEs)")
+    p.add_argument("--saes", help="two comma-separated SAE folders on encoder.layers.2 of whisper-tiny.en for the warm, "
+                                  "tasks, floor and limits parts (default: two random TopK SAEs)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
-                   help="model forward dtype of the warm, tasks and floor parts")
+                   help="model forward dtype of the warm, tasks, floor and limits parts")
     p.add_argument("--count-flops", help=argparse.SUPPRESS)  # the floor part's child process: an SAE folder
     p.add_argument("--partner", help=argparse.SUPPRESS)
+    p.add_argument("--count-run", help=argparse.SUPPRESS)  # the limits part's child process: an SAE folder
+    p.add_argument("--tasks", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.count_flops:
         print(json.dumps(count_task_flops(args.count_flops, args.partner, args.dtype)))
         return 0
+    if args.count_run:
+        print(json.dumps(count_run_flops(args.count_run, args.tasks, args.partner, args.dtype)))
+        return 0
     parts = set(args.parts.split(","))
-    unknown = parts - {"extract", "warm", "tasks", "floor", "memory", "models"}
+    unknown = parts - {"extract", "warm", "tasks", "floor", "limits", "memory", "models"}
     if unknown:
         p.error(f"unknown parts: {', '.join(sorted(unknown))}")
+    saes = args.saes.split(",") if args.saes else None
+    if saes is not None and len(saes) != 2:
+        p.error("--saes takes exactly two SAE folders")
     from audiosaebench import paths
 
     src = paths.home()
@@ -525,10 +667,10 @@ def main() -> int:
             bench_extract(report)
         save()
     if parts & {"warm", "tasks", "floor"}:
-        saes = args.saes.split(",") if args.saes else None
-        if saes is not None and len(saes) != 2:
-            p.error("--saes takes exactly two SAE folders")
         bench_warm_and_tasks(report, src, parts, saes, args.dtype)
+        save()
+    if "limits" in parts:
+        bench_limits(report, src, saes, args.dtype)
         save()
     if "memory" in parts:
         bench_memory(report, src)

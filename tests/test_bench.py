@@ -32,6 +32,16 @@ def test_table_shows_every_part():
             "rates_before_after": {"matmul": [200.0, 150.0], "attention": [90.0, 100.0]},
             "tasks": {"steering": {"measured_s": 20.0, "gflop_matmul": 2000.0, "gflop_attention": 500.0},
                       "coverage": {"measured_s": 4.0, "gflop_matmul": 200.0, "gflop_attention": 0.0}}})},
+        "limits": {"dtype": "float32", "tasks_b": "fidelity,phoneme_probing", **bench.limits_table({
+            # the best rates are taken across the runs: 200 matmul (second run), 100 attention (first)
+            # and the shortest imports of the runs of the same tasks: 5 s for both (b) runs
+            name: {"tasks": "all" if name.startswith("all") else "fidelity,phoneme_probing",
+                   "imports_s": 6.0 if name == "second_sae_warm" else 5.0,
+                   "gflop_matmul": 200.0 * t, "gflop_attention": 100.0 * t / 2,
+                   "rates_gflops": {"matmul": 200.0 if name == "second_sae_warm" else 150.0,
+                                    "attention": 100.0 if name == "second_sae_cold" else 50.0}}
+            for name, t in (("second_sae_cold", 45.0), ("second_sae_warm", 3.0), ("all_first_sae_cold", 120.0),
+                            ("all_second_sae_warm", 22.0))})},
         "memory": [{"run": "clips 1x", "d_sae": 4096, "clips_per_split": 12, "peak_rss_mb": 900.0, "wall_s": 50.0}],
         "models": [{"model": "whisper-base (6 layers, 512)", "device": "cpu", "batch_audio_s": 240, "forward_s": 3.0,
                     "realtime_factor": 80.0, "clips": 8, "raw_clips_forward_s": 3.2, "harness_extract_s": 3.1,
@@ -40,7 +50,10 @@ def test_table_shows_every_part():
     text = bench.table(report)
     for needle in ("1.25 s before the parts, 1.50 s after", "ratio 1.05", "ratio 4.0x", "wall 100 s; the first SAE 74 s", "steering 20",
                    "peak RSS 900 MB", "whisper-base", "harness extraction 3.1 s (ratio 0.97)",
-                   "(200 and 100 GFLOP/s (before / after the run: 200 / 150 and 90 / 100))", "floor   15.0 s  measured   20.0 s  0.75", "floor   16.0 s  measured   24.0 s  0.67"):
+                   "(200 and 100 GFLOP/s (before / after the run: 200 / 150 and 90 / 100))", "floor   15.0 s  measured   20.0 s  0.75", "floor   16.0 s  measured   24.0 s  0.67",
+                   "200 / 100 GFLOP/s, the best rates", "cold 72.5 s (imports 5.0 + arithmetic 67.5: 11250 GFLOP)",
+                   "ratio at most 7.6x (15.0x if imports were free; goal >= 10x)",
+                   "first SAE cold 185.0 s (imports 5.0 + arithmetic 180.0", "second SAE warm 38.0 s (imports 5.0"):
         assert needle in text, (needle, text)
 
 
@@ -57,3 +70,17 @@ def test_per_task_orders_saes_as_they_ran(tmp_path):
     per = bench._per_task(tmp_path)
     assert list(per) == ["b-first", "a-second"]  # not the folders' sorted order
     assert per["b-first"] == {"fidelity": 5.0, "coverage": 1.5}
+
+
+def test_import_seconds_sums_self_times_less_the_counting_machinery():
+    bench = _bench()
+    report = "\n".join([
+        "import time: self [us] | cumulative | imported package",
+        "import time:      1000 |       1000 |   _io",
+        "import time:    500000 |     501000 | torch",
+        "import time:       300 |        300 |     torch.utils._sympy",
+        "import time:     20000 |      20300 |   torch.utils.flop_counter",
+        "import time:    250000 |     250000 | sklearn",
+        "some warning a child printed",
+    ])
+    assert abs(bench.import_seconds(report) - (1000 + 500000 + 300 + 20000 + 250000 - 20300) / 1e6) < 1e-12
