@@ -1,7 +1,7 @@
 """Performance benchmark: the harness against its physical limit, on the mini suite.
 
-    python bench/run.py [--parts extract,warm,tasks,floor,limits,memory,models] [--out bench/results.json] [--saes A,B]
-                        [--dtype float32|bfloat16]
+    python bench/run.py [--parts extract,warm,tasks,floor,limits,memory,models,scale] [--out bench/results.json]
+                        [--saes A,B] [--dtype float32|bfloat16] [--scale-limit 8]
 
 Prints a readable table and writes a JSON report (with the machine it ran on). Parts:
 
@@ -23,14 +23,18 @@ Prints a readable table and writes a JSON report (with the machine it ran on). P
 * memory:  peak RSS against the number of clips (1x, 2x, 4x) and against d_sae (4k, 16k, 65k);
 * models:  randomly initialised whisper-tiny / -base / -small and hubert-base configs (timing does
            not depend on the weights): the encoder forward of 8 windows, and the harness's extraction
-           at the last layer vs the raw forward on the same 8 mini clips; on a GPU when one is available.
+           at the last layer vs the raw forward on the same 8 mini clips; on a GPU when one is available;
+* scale:   (b) and (d) on random-init models of the same sizes (whisper-base / -small with as many
+           decoder layers as encoder layers and tiny.en's tokenizer, hubert-base), two random TopK
+           SAEs at the middle layer, `--scale-limit` clips per split: a second SAE's
+           `fidelity,phoneme_probing` cold vs warm, and peak RSS at 1x, 2x and 4x the clips.
 
 Before the first part and after the last, a speed check times the raw Whisper tiny.en encoder on
 8 silent 30 s windows (best of 3): on a shared machine, whose speed drifts by tens of percent
 over minutes, it says how fast the machine was while the parts ran.
 
-``--dtype`` sets the model forward dtype of the warm, tasks, floor and limits parts (extract, memory and
-models run in float32). Each part runs in its own private AUDIOSAEBENCH_HOME (a copy of the prepared mini suite and the
+``--dtype`` sets the model forward dtype of the warm, tasks, floor, limits and scale parts (extract,
+memory and models run in float32). Each part runs in its own private AUDIOSAEBENCH_HOME (a copy of the prepared mini suite and the
 converted model; no activations, state or task caches) so "cold" means cold.
 """
 
@@ -555,6 +559,98 @@ def bench_models(report: dict, src_home: Path) -> None:
     report["models"] = rows
 
 
+# the larger configs of the scale part: (family, d_model, layers, heads); Whisper with as many decoder
+# layers as encoder layers, as the released models have
+SCALE_MODELS = {
+    "whisper-base": ("whisper", 512, 6, 8),
+    "whisper-small": ("whisper", 768, 12, 12),
+    "hubert-base": ("hubert", 768, 12, 12),
+}
+
+
+def _scale_model(name: str, folder: Path) -> tuple[Path, str, int]:
+    """A randomly initialised model folder for ``SCALE_MODELS[name]`` (seed 0); Whisper folders get
+    the converted tiny.en's tokenizer and special tokens (the English-only vocabulary), so every task
+    can decode. Returns (folder, middle-layer hook, d_model)."""
+    import torch
+    from transformers import HubertConfig, HubertModel, WhisperConfig, WhisperForConditionalGeneration
+
+    from audiosaebench.models.loading import mini_whisper_dir
+
+    family, d, layers, heads = SCALE_MODELS[name]
+    torch.manual_seed(0)
+    if family == "whisper":
+        cfg = json.loads((mini_whisper_dir() / "config.json").read_text())
+        for key in ("_name_or_path", "architectures", "transformers_version", "torch_dtype", "dtype",
+                    "_audiosaebench_model_id"):
+            cfg.pop(key, None)
+        cfg.update(d_model=d, encoder_layers=layers, decoder_layers=layers, encoder_attention_heads=heads,
+                   decoder_attention_heads=heads, encoder_ffn_dim=4 * d, decoder_ffn_dim=4 * d)
+        WhisperForConditionalGeneration(WhisperConfig(**cfg)).save_pretrained(folder)
+        shutil.copy(mini_whisper_dir() / "tokenizer.json", folder / "tokenizer.json")
+    else:
+        HubertModel(HubertConfig(hidden_size=d, num_hidden_layers=layers, num_attention_heads=heads,
+                                 intermediate_size=4 * d)).save_pretrained(folder)
+    return folder, f"encoder.layers.{layers // 2}", d
+
+
+def _cli_peak(args: list[str], env: dict) -> tuple[float, float]:
+    """Run the CLI in a child process: its wall seconds and peak RSS in MB (VmHWM, see bench_memory)."""
+    code = ("import sys;from audiosaebench.cli import main;rc=main(sys.argv[1:]);"
+            "print([int(x.split()[1]) for x in open('/proc/self/status') if x.startswith('VmHWM')][0])")
+    t0 = time.perf_counter()
+    res = subprocess.run([sys.executable, "-c", code, *args], env=env, check=True, capture_output=True, text=True)
+    return time.perf_counter() - t0, int(res.stdout.strip().splitlines()[-1]) / 1024
+
+
+def bench_scale(report: dict, src_home: Path, limit: int, dtype: str) -> None:
+    """The scale part: goals (b) and (d) on randomly initialised larger models (the cost of a forward
+    does not depend on the weights; a decode of random weights runs to its token limit, the longest a
+    decode can be). Per model, two random TopK SAEs (d_sae = 4 d_model, k = 32) at the middle layer,
+    ``--limit`` clips per split, fresh homes: (b) `evaluate --tasks fidelity,phoneme_probing` of the
+    first SAE cold, of the second after it (warm) and of the second in a fresh home (cold); (d) peak
+    RSS of the same run at 1x, 2x and 4x the clips (the splice off, as in the memory part)."""
+    from audiosaebench.baselines import random_sae
+    from audiosaebench.sae.writing import write_saelens_v6
+
+    tasks = "fidelity,phoneme_probing"
+    rows = []
+    work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    try:
+        for name in SCALE_MODELS:
+            folder, hook, d = _scale_model(name, work / name)
+            a, b = (write_saelens_v6(random_sae(d, 4 * d, 32, str(folder), hook, seed=seed).with_info(
+                id=f"bench-{name}-s{seed}"), work / f"{name}-sae{seed}", overwrite=True) for seed in (0, 1))
+            opts = ["--tasks", tasks, "--dtype", dtype, "--no-progress", "--limit", str(limit)]
+            row = {"model": name, "hook": hook, "d_sae": 4 * d, "clips_per_split": limit}
+            times = {}
+            for label, sae, fresh in (("first_sae_cold", a, True), ("second_sae_warm", b, False),
+                                      ("second_sae_cold", b, True)):
+                if fresh:
+                    home = private_home(src_home)
+                env = {**os.environ, "AUDIOSAEBENCH_HOME": str(home)}
+                times[label], row[f"{label}_peak_rss_mb"] = _cli_peak(
+                    ["evaluate", "--sae", str(sae), *opts, "--out", str(work / f"r-{name}-{label}")], env)
+                if label != "first_sae_cold":
+                    shutil.rmtree(home, ignore_errors=True)
+            row.update({f"{k}_s": v for k, v in times.items()})
+            row["ratio"] = times["second_sae_cold"] / times["second_sae_warm"]
+            row["memory"] = []
+            for factor in (1, 2, 4):
+                home = private_home(src_home)
+                env = {**os.environ, "AUDIOSAEBENCH_HOME": str(home)}
+                wall, peak = _cli_peak(["evaluate", "--sae", str(a), "--tasks", tasks, "--task-option", "fidelity.splice=false",
+                                        "--limit", str(factor * limit), "--dtype", dtype, "--no-progress",
+                                        "--out", str(work / f"m-{name}-{factor}")], env)
+                row["memory"].append({"clips_per_split": factor * limit, "peak_rss_mb": peak, "wall_s": wall})
+                shutil.rmtree(home, ignore_errors=True)
+            rows.append(row)
+            shutil.rmtree(folder, ignore_errors=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report["scale"] = rows
+
+
 def table(report: dict) -> str:
     lines = [f"machine: {report['machine'].get('cpu')} x{report['machine']['cpus']}, {report['machine'].get('memory')}, "
              f"cuda={report['machine']['cuda']}, torch {report['machine']['torch']}"]
@@ -611,6 +707,11 @@ def table(report: dict) -> str:
                   f"({lim['ratio_b_arithmetic_only']:.1f}x if imports were free; goal >= 10x)",
                   f"           (c) --tasks all: first SAE cold {floor(r['all_first_sae_cold'])} (goal <= 180 s); "
                   f"second SAE warm {floor(r['all_second_sae_warm'])} (goal <= 45 s)"]
+    for r in report.get("scale", []):
+        mem = ", ".join(f"{m['clips_per_split']} {m['peak_rss_mb']:.0f} MB" for m in r["memory"])
+        lines += [f"scale    {r['model']:13s} {r['hook']}, d_sae {r['d_sae']}, {r['clips_per_split']} clips/split: second SAE "
+                  f"cold {r['second_sae_cold_s']:.1f} s, warm {r['second_sae_warm_s']:.1f} s (ratio {r['ratio']:.1f}x, goal >= 10x); "
+                  f"first SAE cold {r['first_sae_cold_s']:.1f} s; peak RSS by clips per split (splice off): {mem}"]
     for r in report.get("memory", []):
         lines += [f"memory   {r['run']:10s} d_sae {r['d_sae']:6d}, {r['clips_per_split']:3d} clips/split: "
                   f"peak RSS {r['peak_rss_mb']:.0f} MB, {r['wall_s']:.0f} s"]
@@ -623,12 +724,13 @@ def table(report: dict) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--parts", default="extract,warm,tasks,floor,limits,memory,models")
+    p.add_argument("--parts", default="extract,warm,tasks,floor,limits,memory,models,scale")
     p.add_argument("--out", default="bench/results.json")
     p.add_argument("--saes", help="two comma-separated SAE folders on encoder.layers.2 of whisper-tiny.en for the warm, "
                                   "tasks, floor and limits parts (default: two random TopK SAEs)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
-                   help="model forward dtype of the warm, tasks, floor and limits parts")
+                   help="model forward dtype of the warm, tasks, floor, limits and scale parts")
+    p.add_argument("--scale-limit", type=int, default=8, help="clips per split in the scale part (its memory runs: 1x, 2x, 4x)")
     p.add_argument("--count-flops", help=argparse.SUPPRESS)  # the floor part's child process: an SAE folder
     p.add_argument("--partner", help=argparse.SUPPRESS)
     p.add_argument("--count-run", help=argparse.SUPPRESS)  # the limits part's child process: an SAE folder
@@ -641,7 +743,7 @@ def main() -> int:
         print(json.dumps(count_run_flops(args.count_run, args.tasks, args.partner, args.dtype)))
         return 0
     parts = set(args.parts.split(","))
-    unknown = parts - {"extract", "warm", "tasks", "floor", "limits", "memory", "models"}
+    unknown = parts - {"extract", "warm", "tasks", "floor", "limits", "memory", "models", "scale"}
     if unknown:
         p.error(f"unknown parts: {', '.join(sorted(unknown))}")
     saes = args.saes.split(",") if args.saes else None
@@ -674,6 +776,9 @@ def main() -> int:
         save()
     if "memory" in parts:
         bench_memory(report, src)
+        save()
+    if "scale" in parts:
+        bench_scale(report, src, args.scale_limit, args.dtype)
         save()
     report["speed_check"]["end_s"] = speed_check()
     save()

@@ -42,6 +42,9 @@ def test_table_shows_every_part():
                                     "attention": 100.0 if name == "second_sae_cold" else 50.0}}
             for name, t in (("second_sae_cold", 45.0), ("second_sae_warm", 3.0), ("all_first_sae_cold", 120.0),
                             ("all_second_sae_warm", 22.0))})},
+        "scale": [{"model": "whisper-small", "hook": "encoder.layers.6", "d_sae": 3072, "clips_per_split": 8,
+                   "first_sae_cold_s": 300.0, "second_sae_warm_s": 40.0, "second_sae_cold_s": 280.0, "ratio": 7.0,
+                   "memory": [{"clips_per_split": c, "peak_rss_mb": 2000.0 + c, "wall_s": 60.0} for c in (8, 16, 32)]}],
         "memory": [{"run": "clips 1x", "d_sae": 4096, "clips_per_split": 12, "peak_rss_mb": 900.0, "wall_s": 50.0}],
         "models": [{"model": "whisper-base (6 layers, 512)", "device": "cpu", "batch_audio_s": 240, "forward_s": 3.0,
                     "realtime_factor": 80.0, "clips": 8, "raw_clips_forward_s": 3.2, "harness_extract_s": 3.1,
@@ -53,7 +56,9 @@ def test_table_shows_every_part():
                    "(200 and 100 GFLOP/s (before / after the run: 200 / 150 and 90 / 100))", "floor   15.0 s  measured   20.0 s  0.75", "floor   16.0 s  measured   24.0 s  0.67",
                    "200 / 100 GFLOP/s, the best rates", "cold 72.5 s (imports 5.0 + arithmetic 67.5: 11250 GFLOP)",
                    "ratio at most 7.6x (15.0x if imports were free; goal >= 10x)",
-                   "first SAE cold 185.0 s (imports 5.0 + arithmetic 180.0", "second SAE warm 38.0 s (imports 5.0"):
+                   "first SAE cold 185.0 s (imports 5.0 + arithmetic 180.0", "second SAE warm 38.0 s (imports 5.0",
+                   "whisper-small encoder.layers.6, d_sae 3072, 8 clips/split: second SAE cold 280.0 s, warm 40.0 s (ratio 7.0x",
+                   "(splice off): 8 2008 MB, 16 2016 MB, 32 2032 MB"):
         assert needle in text, (needle, text)
 
 
