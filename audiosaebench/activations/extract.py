@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from audiosaebench.activations.store import ActivationSet, StoreWriter, open_store, store_key
 from audiosaebench.data.manifest import Manifest
+from audiosaebench.heap import HeapGuard
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,7 @@ def _extract_into(
             bar.update(1)
 
     batch: list[tuple[int, int, np.ndarray]] = []
+    heap = HeapGuard()
 
     def run_batch() -> None:
         for group in adapter.batch_groups([len(w) for _, _, w in batch]):
@@ -124,9 +126,12 @@ def _extract_into(
                 put_states(adapter, h, b, acts[h])
             for j, (ci, si, _) in enumerate(items):
                 vf = b.valid_frames[j]
+                # a copy of the valid rows, so the pending clip does not keep the whole batch alive
                 pending.setdefault(ci, {})[si] = {
-                    h: acts[h][j, :vf].to(torch.float32).cpu().numpy() for h in hooks
+                    h: acts[h][j, :vf].to(torch.float32).cpu().numpy().copy() for h in hooks
                 }
+            del acts, b
+            heap.check()  # SSL batches change shape from clip to clip: see audiosaebench.heap
         batch.clear()
         flush_ready()
 
