@@ -168,6 +168,16 @@ def _cli(args: list[str], env: dict) -> float:
     return time.perf_counter() - t0
 
 
+def _cli_peak(args: list[str], env: dict) -> tuple[float, float]:
+    """Run the CLI in a child process: its wall seconds and peak RSS in MB. VmHWM, not ru_maxrss:
+    Linux carries ru_maxrss across exec, so a child would report the benchmark process's own peak."""
+    code = ("import sys;from audiosaebench.cli import main;rc=main(sys.argv[1:]);"
+            "print([int(x.split()[1]) for x in open('/proc/self/status') if x.startswith('VmHWM')][0])")
+    t0 = time.perf_counter()
+    res = subprocess.run([sys.executable, "-c", code, *args], env=env, check=True, capture_output=True, text=True)
+    return time.perf_counter() - t0, int(res.stdout.strip().splitlines()[-1]) / 1024
+
+
 def _write_random(path: Path, d_sae: int, seed: int) -> Path:
     from audiosaebench.baselines import random_sae
     from audiosaebench.sae.writing import write_saelens_v6
@@ -469,17 +479,10 @@ def bench_memory(report: dict, src_home: Path) -> None:
             home = private_home(src_home)
             env = {**os.environ, "AUDIOSAEBENCH_HOME": str(home)}
             sae = _write_random(work / f"s{d_sae}", d_sae, 0)
-            # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child would report
-            # the benchmark process's own peak
-            code = ("import sys;from audiosaebench.cli import main;rc=main(sys.argv[1:]);"
-                    "print([int(x.split()[1]) for x in open('/proc/self/status') if x.startswith('VmHWM')][0])")
-            t0 = time.perf_counter()
-            res = subprocess.run([sys.executable, "-c", code, "evaluate", "--sae", str(sae), "--tasks", "fidelity,phoneme_probing",
-                                  "--task-option", "fidelity.splice=false", "--limit", str(limit),
-                                  "--out", str(work / f"r-{label}"), "--no-progress"],
-                                 env=env, check=True, capture_output=True, text=True)
-            rows.append({"run": label, "d_sae": d_sae, "clips_per_split": limit, "wall_s": time.perf_counter() - t0,
-                         "peak_rss_mb": int(res.stdout.strip().splitlines()[-1]) / 1024})
+            wall, peak = _cli_peak(["evaluate", "--sae", str(sae), "--tasks", "fidelity,phoneme_probing",
+                                    "--task-option", "fidelity.splice=false", "--limit", str(limit),
+                                    "--out", str(work / f"r-{label}"), "--no-progress"], env)
+            rows.append({"run": label, "d_sae": d_sae, "clips_per_split": limit, "wall_s": wall, "peak_rss_mb": peak})
             shutil.rmtree(home, ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -592,15 +595,6 @@ def _scale_model(name: str, folder: Path) -> tuple[Path, str, int]:
         HubertModel(HubertConfig(hidden_size=d, num_hidden_layers=layers, num_attention_heads=heads,
                                  intermediate_size=4 * d)).save_pretrained(folder)
     return folder, f"encoder.layers.{layers // 2}", d
-
-
-def _cli_peak(args: list[str], env: dict) -> tuple[float, float]:
-    """Run the CLI in a child process: its wall seconds and peak RSS in MB (VmHWM, see bench_memory)."""
-    code = ("import sys;from audiosaebench.cli import main;rc=main(sys.argv[1:]);"
-            "print([int(x.split()[1]) for x in open('/proc/self/status') if x.startswith('VmHWM')][0])")
-    t0 = time.perf_counter()
-    res = subprocess.run([sys.executable, "-c", code, *args], env=env, check=True, capture_output=True, text=True)
-    return time.perf_counter() - t0, int(res.stdout.strip().splitlines()[-1]) / 1024
 
 
 def bench_scale(report: dict, src_home: Path, limit: int, dtype: str) -> None:
