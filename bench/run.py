@@ -310,6 +310,17 @@ def _flop_counter():
     return (lambda: FlopCounterMode(display=False, custom_mapping=cpu_attention)), split
 
 
+def _rates(before: dict[str, float], after: dict[str, float]) -> dict:
+    """The machine's rates measured before and after a counted run, and the better of the two."""
+    return {"rates_gflops": {k: max(before[k], after[k]) for k in before},
+            "rates_before_after": {k: [before[k], after[k]] for k in before}}
+
+
+def _floor_s(counted: dict, rates: dict[str, float]) -> float:
+    """The least seconds for ``counted``'s matrix products and attention at ``rates`` (GFLOP/s)."""
+    return counted["gflop_matmul"] / rates["matmul"] + counted["gflop_attention"] / rates["attention"]
+
+
 def count_task_flops(sae: str, partner: str, dtype: str) -> dict:
     """In this process (a child of the bench, in a home whose SAE-independent caches are warm):
     ``evaluate --tasks all`` of ``sae`` once plainly (each task's time, as in a real run, where the
@@ -348,8 +359,7 @@ def count_task_flops(sae: str, partner: str, dtype: str) -> dict:
         shutil.rmtree(work, ignore_errors=True)
     measured = {r["task"]["name"]: r["run"]["runtime_s"] for r in recs}
     return {"tasks": {name: {"measured_s": measured[name], **counts[name]} for name in measured},
-            "rates_gflops": {k: max(before[k], after[k]) for k in before},
-            "rates_before_after": {k: [before[k], after[k]] for k in before}}
+            **_rates(before, after)}
 
 
 def count_run_flops(sae: str, tasks: str, partner: str | None, dtype: str) -> dict:
@@ -368,8 +378,7 @@ def count_run_flops(sae: str, tasks: str, partner: str | None, dtype: str) -> di
         after = machine_rates(dtype)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return {**split(counter), "rates_gflops": {k: max(before[k], after[k]) for k in before},
-            "rates_before_after": {k: [before[k], after[k]] for k in before}}
+    return {**split(counter), **_rates(before, after)}
 
 
 # the bench's own counting machinery, which an `evaluate` process does not import
@@ -397,7 +406,7 @@ def floor_table(counted: dict) -> dict:
     rates = counted["rates_gflops"]
     rows = {}
     for name, t in counted["tasks"].items():
-        floor = t["gflop_matmul"] / rates["matmul"] + t["gflop_attention"] / rates["attention"]
+        floor = _floor_s(t, rates)
         rows[name] = {**t, "floor_s": floor, "floor_share": floor / t["measured_s"] if t["measured_s"] else None}
     total = {k: sum(r[k] for r in rows.values()) for k in ("measured_s", "gflop_matmul", "gflop_attention", "floor_s")}
     total["floor_share"] = total["floor_s"] / total["measured_s"] if total["measured_s"] else None
@@ -430,7 +439,7 @@ def limits_table(runs: dict[str, dict]) -> dict:
     rates = {k: max(r["rates_gflops"][k] for r in runs.values()) for k in ("matmul", "attention")}
     rows = {}
     for name, r in runs.items():
-        floor = r["gflop_matmul"] / rates["matmul"] + r["gflop_attention"] / rates["attention"]
+        floor = _floor_s(r, rates)
         imports = min(o["imports_s"] for o in runs.values() if o["tasks"] == r["tasks"])
         rows[name] = {**r, "floor_s": floor, "imports_floor_s": imports, "process_floor_s": imports + floor}
     cold, warm = rows["second_sae_cold"], rows["second_sae_warm"]

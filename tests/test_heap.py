@@ -41,3 +41,10 @@ def test_guard_is_a_no_op_without_proc_or_malloc_trim(monkeypatch):
     guard = heap.HeapGuard()
     guard.check()
     assert guard.trims == 0
+    sizes = iter([1000.0, 5000.0, 9000.0])  # growing far past the slack, but no malloc_trim
+    monkeypatch.setattr(heap, "resident_mb", lambda: next(sizes))
+    monkeypatch.setattr(heap, "_malloc_trim", lambda: None)
+    guard = heap.HeapGuard(slack_mb=250)
+    guard.check()
+    guard.check()
+    assert guard.trims == 0 and not heap.release_freed_memory()

@@ -110,7 +110,8 @@ def _extract_into(
             parts = pending.pop(next_clip)
             clip_id = manifest.clips[next_clip].clip_id
             for h in hooks:
-                writers[h].add_clip(clip_id, np.concatenate([parts[s][h] for s in sorted(parts)]))
+                rows = [parts[s][h] for s in sorted(parts)]  # copies already (see run_batch)
+                writers[h].add_clip(clip_id, rows[0] if len(rows) == 1 else np.concatenate(rows))
             next_clip += 1
             bar.update(1)
 
