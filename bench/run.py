@@ -49,7 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -135,17 +135,28 @@ def bench_extract(report: dict) -> None:
 
 
 def speed_check() -> float:
-    """Seconds for the raw encoder forward of 8 silent 30 s windows, best of 3 (after one warm-up)."""
+    """Seconds for the raw encoder forward of 8 silent 30 s windows, best of 3 (after one warm-up).
+    Where the converted weights are absent (a device machine that was sent only the mini suite's
+    data, tokenizer and config: bench/device/), the same config with random weights: a forward's
+    time does not depend on them."""
     import numpy as np
     import torch
 
-    from audiosaebench.models.loading import load_adapter
+    from audiosaebench.models.loading import load_adapter, mini_whisper_dir
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
-    ad = load_adapter(MODEL, device=dev)
-    feats = ad.prepare([np.zeros(16_000 * 30, dtype=np.float32)] * 8).inputs["input_features"].to(dev)
+    if any(mini_whisper_dir().glob("*.safetensors")):
+        ad = load_adapter(MODEL, device=dev)
+        feats = ad.prepare([np.zeros(16_000 * 30, dtype=np.float32)] * 8).inputs["input_features"].to(dev)
+        encoder = ad.base_model.encoder
+    else:
+        from transformers import WhisperConfig, WhisperModel
+
+        cfg = WhisperConfig.from_pretrained(mini_whisper_dir())
+        encoder = WhisperModel(cfg).encoder.to(dev).eval()
+        feats = torch.zeros(8, cfg.num_mel_bins, 3000, device=dev)
     with torch.no_grad():
-        return _best_time(lambda: ad.base_model.encoder(feats), dev, 3)
+        return _best_time(lambda: encoder(feats), dev, 3)
 
 
 def _best_time(fn, dev: str, repeats: int) -> float:
@@ -606,18 +617,20 @@ def _scale_model(name: str, folder: Path) -> tuple[Path, str, int]:
     return folder, f"encoder.layers.{layers // 2}", d
 
 
-def bench_scale(report: dict, src_home: Path, limit: int, dtype: str) -> None:
+def bench_scale(report: dict, src_home: Path, limit: int, dtype: str, save: Callable[[], None] = lambda: None) -> None:
     """The scale part: goals (b) and (d) on randomly initialised larger models (the cost of a forward
     does not depend on the weights; a decode of random weights runs to its token limit, the longest a
     decode can be). Per model, two random TopK SAEs (d_sae = 4 d_model, k = 32) at the middle layer,
     ``--limit`` clips per split, fresh homes: (b) `evaluate --tasks fidelity,phoneme_probing` of the
     first SAE cold, of the second after it (warm) and of the second in a fresh home (cold); (d) peak
-    RSS of the same run at 1x, 2x and 4x the clips (the splice off, as in the memory part)."""
+    RSS of the same run at 1x, 2x and 4x the clips (the splice off, as in the memory part). ``save``
+    runs after each model, so a run stopped at a time limit keeps the models it finished."""
     from audiosaebench.baselines import random_sae
     from audiosaebench.sae.writing import write_saelens_v6
 
     tasks = "fidelity,phoneme_probing"
-    rows = []
+    rows: list[dict] = []
+    report["scale"] = rows
     work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     try:
         for name in SCALE_MODELS:
@@ -648,10 +661,10 @@ def bench_scale(report: dict, src_home: Path, limit: int, dtype: str) -> None:
                 row["memory"].append({"clips_per_split": factor * limit, "peak_rss_mb": peak, "wall_s": wall})
                 shutil.rmtree(home, ignore_errors=True)
             rows.append(row)
+            save()
             shutil.rmtree(folder, ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    report["scale"] = rows
 
 
 def table(report: dict) -> str:
@@ -781,7 +794,7 @@ def main() -> int:
         bench_memory(report, src)
         save()
     if "scale" in parts:
-        bench_scale(report, src, args.scale_limit, args.dtype)
+        bench_scale(report, src, args.scale_limit, args.dtype, save)
         save()
     report["speed_check"]["end_s"] = speed_check()
     save()

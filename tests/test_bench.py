@@ -89,3 +89,20 @@ def test_import_seconds_sums_self_times_less_the_counting_machinery():
         "some warning a child printed",
     ])
     assert abs(bench.import_seconds(report) - (1000 + 500000 + 300 + 20000 + 250000 - 20300) / 1e6) < 1e-12
+
+
+def test_speed_check_without_converted_weights_times_the_config_with_random_weights(tmp_path, monkeypatch):
+    # a device machine is sent the mini suite's config and tokenizer, not its weights (bench/device/)
+    from transformers import WhisperConfig
+
+    from audiosaebench.models import loading
+
+    WhisperConfig(d_model=64, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
+                  encoder_ffn_dim=128, decoder_ffn_dim=128, num_mel_bins=80).save_pretrained(tmp_path)
+    assert not any(tmp_path.glob("*.safetensors"))
+    monkeypatch.setattr(loading, "mini_whisper_dir", lambda: tmp_path)
+    bench = _bench()
+    shapes = []
+    monkeypatch.setattr(bench, "_best_time", lambda fn, dev, repeats: shapes.append(tuple(fn().last_hidden_state.shape)) or 0.5)
+    assert bench.speed_check() == 0.5
+    assert shapes == [(8, 1500, 64)]  # 8 windows of 30 s, 1,500 frames each, through the config's encoder
