@@ -18,5 +18,4 @@ xz -dc "$c/mini-data.tar.xz" | tar -C "$AUDIOSAEBENCH_HOME/data" -xf -
 cp "$c"/model/* "$AUDIOSAEBENCH_HOME/models/whisper-tiny.en-ct2/"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no nvidia-smi"
 "$py" -c "import torch, transformers; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'transformers', transformers.__version__)"
-set -o pipefail
 "$py" bench/run.py --parts "${PARTS:-scale}" --scale-limit "${SCALE_LIMIT:-8}" --out "$out/device-bench.json" 2>&1 | tee "$out/device-bench.log"
