@@ -8,13 +8,15 @@
 # Everything must stay under the tool's 64 MiB per call.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-src="${AUDIOSAEBENCH_HOME:-$HOME/.cache/audiosaebench}"
-[ -f "$src/data/mini/suite.json" ] || { echo "pack.sh: no prepared mini suite under $src (run: audiosaebench data prepare --suite mini)" >&2; exit 2; }
 py="${PYTHON:-.venv/bin/python}"
+# where the package keeps the suite and the converted model (AUDIOSAEBENCH_HOME, XDG_CACHE_HOME, ...)
+data=$("$py" -c "from audiosaebench import paths; print(paths.data_dir())")
+model=$("$py" -c "from audiosaebench.models.loading import mini_whisper_dir; print(mini_whisper_dir())")
+[ -f "$data/mini/suite.json" ] || { echo "pack.sh: no prepared mini suite under $data (run: audiosaebench data prepare --suite mini)" >&2; exit 2; }
 c=.devcarry
 rm -rf "$c" && mkdir -p "$c/wheels" "$c/model"
-tar -C "$src/data" -cf - mini | xz -6 -T0 > "$c/mini-data.tar.xz"
-cp "$src/models/whisper-tiny.en-ct2/config.json" "$src/models/whisper-tiny.en-ct2/tokenizer.json" "$c/model/"
+tar -C "$data" -cf - mini | xz -6 -T0 > "$c/mini-data.tar.xz"
+cp "$model/config.json" "$model/tokenizer.json" "$c/model/"
 "$py" -m pip wheel -q --no-deps --no-build-isolation -w "$c/wheels" .
 pins=$(grep -E '^(transformers|regex|jsonschema|jsonschema-specifications|referencing|rpds-py|soundfile|cffi|pycparser)==' constraints.txt)
 # shellcheck disable=SC2086

@@ -14,9 +14,11 @@ if [ -z "${SKIP_WHEELS:-}" ]; then  # SKIP_WHEELS=1: a rehearsal in an environme
   export PYTHONPATH=/tmp/site
 fi
 export AUDIOSAEBENCH_HOME="${AUDIOSAEBENCH_HOME:-/tmp/asb-home}" HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
-mkdir -p "$AUDIOSAEBENCH_HOME/data" "$AUDIOSAEBENCH_HOME/models/whisper-tiny.en-ct2"
-xz -dc "$c/mini-data.tar.xz" | tar -C "$AUDIOSAEBENCH_HOME/data" -xf -
-cp "$c"/model/* "$AUDIOSAEBENCH_HOME/models/whisper-tiny.en-ct2/"
+data=$("$py" -c "from audiosaebench import paths; print(paths.data_dir())")
+model=$("$py" -c "from audiosaebench.models.loading import mini_whisper_dir; print(mini_whisper_dir())")
+mkdir -p "$data" "$model"
+xz -dc "$c/mini-data.tar.xz" | tar -C "$data" -xf -
+cp "$c"/model/* "$model/"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no nvidia-smi"
 "$py" -c "import torch, transformers; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'transformers', transformers.__version__)"
 "$py" bench/run.py --parts "${PARTS:-scale}" --scale-limit "${SCALE_LIMIT:-8}" --out "$out/device-bench.json" 2>&1 | tee "$out/device-bench.log"
