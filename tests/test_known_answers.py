@@ -226,17 +226,25 @@ def test_causal_patching_trained_beats_random_and_every_feature_reaches_the_ceil
     assert r["trained"]["metrics"]["floor"] == t["recovery@20_random"]
 
 
-def _close(a, b) -> bool:
+def _close(a, b, abs_tol: float = 1e-6) -> bool:
     if isinstance(a, float) and isinstance(b, float):
-        return b == pytest.approx(a, rel=1e-4, abs=1e-6)
+        return b == pytest.approx(a, rel=1e-4, abs=abs_tol)
     return a == b
+
+
+# Metrics that another kind of CPU moves by more than rounding: coverage's dense ceiling is the mean
+# F1 of 38 lbfgs probes on dense activations, and the CPU's BLAS kernels steer their fits. Measured
+# with the same code and single-threaded probes: 0.715247 on the Intel Xeon kind, 0.711121 on the
+# AMD EPYC kind (2026-12-01). On the kind that made the committed rows they are held to 1e-4 too.
+OTHER_CPU_ABS = {("coverage", "dense_mean_f1"): 0.01, ("coverage", "ceiling"): 0.01}
 
 
 def test_the_committed_identity_baseline_row_is_what_the_harness_computes(setup, tmp_path):
     """submissions/ holds rows papers cite; a change that moves their numbers must regenerate them
     (submissions/README.md) or bump the task's version. The identity baseline needs no training, so
     it is rebuilt here and scored with each task's defaults; 1e-4 leaves room for another CPU's
-    rounding (1e-6 between the AMD EPYC and Intel Xeon kinds), not for a changed number."""
+    rounding (1e-6 between the AMD EPYC and Intel Xeon kinds for all but OTHER_CPU_ABS), not for a
+    changed number."""
     import json
     from pathlib import Path
 
@@ -252,7 +260,12 @@ def test_the_committed_identity_baseline_row_is_what_the_harness_computes(setup,
         assert got["sae"]["sha256"] == want["sae"]["sha256"] and got["model"]["weights_sha256"] == want["model"]["weights_sha256"]
         g, w = got["metrics"]["values"], want["metrics"]["values"]
         assert set(g) == set(w), f"{task}: other metric names than the committed identity row; {fix}"
-        moved = {k: (w[k], g[k]) for k in w if not _close(w[k], g[k])}
+        same_cpu = got["provenance"].get("hardware") == want["provenance"].get("hardware")
+
+        def tol(name: str) -> float:
+            return 1e-6 if same_cpu else OTHER_CPU_ABS.get((task, name), 1e-6)
+
+        moved = {k: (w[k], g[k]) for k in w if not _close(w[k], g[k], tol(k))}
         assert not moved, f"{task}: the committed identity row no longer reproduces (committed, now): {moved}; {fix}"
         for ref in ("floor", "ceiling"):
-            assert _close(want["metrics"][ref], got["metrics"][ref]), f"{task}: {ref} moved; {fix}"
+            assert _close(want["metrics"][ref], got["metrics"][ref], tol(ref)), f"{task}: {ref} moved; {fix}"
