@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from audiosaebench.activations.store import ActivationSet
+from audiosaebench.heap import mapping_large_blocks
 from audiosaebench.sae.sae import SAE
 
 log = logging.getLogger(__name__)
@@ -169,19 +170,20 @@ def iter_codes(sae: SAE, acts: ActivationSet, chunk_rows: int | None = None) -> 
     versions = tuple(t._version for t in sae.params.values())
     record: list[_Packed] | None = [] if memo is None and budget else None
     recorded = 0
-    for i, (start, x_np) in enumerate(acts.iter_chunks(rows)):
-        x = torch.from_numpy(np.array(x_np, dtype=np.float32)).to(sae.device, sae.dtype)  # copy: shards are read-only maps
-        if memo is not None:
-            z = memo[i].unpack()
-            state = sae.normalize_in(x)[1]
-        else:
-            z, state = sae.encode_with_state(x)
-            if record is not None:
-                record.append(_Packed.pack(z))
-                recorded += record[-1].nbytes
-                if recorded > budget:
-                    record = None  # too many codes to keep: stop recording, memory stays bounded
-        yield CodeChunk(start, x, z, state, sae)
+    with mapping_large_blocks():  # chunk buffers come and go beside kept codes: audiosaebench.heap
+        for i, (start, x_np) in enumerate(acts.iter_chunks(rows)):
+            x = torch.from_numpy(np.array(x_np, dtype=np.float32)).to(sae.device, sae.dtype)  # copy: shards are read-only maps
+            if memo is not None:
+                z = memo[i].unpack()
+                state = sae.normalize_in(x)[1]
+            else:
+                z, state = sae.encode_with_state(x)
+                if record is not None:
+                    record.append(_Packed.pack(z))
+                    recorded += record[-1].nbytes
+                    if recorded > budget:
+                        record = None  # too many codes to keep: stop recording, memory stays bounded
+            yield CodeChunk(start, x, z, state, sae)
     if record is not None:
         MEMO.put(sae, acts, rows, record, versions)
 

@@ -18,6 +18,7 @@ from audiosaebench.data.manifest import Manifest
 from audiosaebench.data.suites import Suite, load_suite
 from audiosaebench.errors import AudioSAEBenchError, CheckpointError, ResultError
 from audiosaebench.hashing import sha256_json
+from audiosaebench.heap import reusing_freed_blocks
 from audiosaebench.registry import resolve_tasks
 from audiosaebench.results.provenance import provenance
 from audiosaebench.results.validation import SCHEMA_VERSION, read_result, write_result
@@ -269,7 +270,8 @@ def evaluate(
                                   {o.info.model_id: adapters[model or o.info.model_id] for o in loaded})
                 started, t0 = _now(), time.perf_counter()
                 log.info("running %s on %s", task_cls.metadata.name, s.info.id)
-                result = task.run(ctx)
+                with reusing_freed_blocks():  # its model forwards reuse freed blocks: audiosaebench.heap
+                    result = task.run(ctx)
                 doc = build_record(task_cls, ctx, result, config, started, t0, kind, dev)
                 write_result(doc, path)
                 records.append(doc)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -48,3 +50,140 @@ def test_guard_is_a_no_op_without_proc_or_malloc_trim(monkeypatch):
     guard.check()
     guard.check()
     assert guard.trims == 0 and not heap.release_freed_memory()
+
+
+def test_guard_that_settles_takes_its_baseline_after_the_first_step_and_never_below(monkeypatch):
+    sizes = iter([500.0, 1400.0, 1500.0, 1700.0, 600.0, 1500.0, 1700.0, 800.0])
+    trims = []
+    monkeypatch.setattr(heap, "resident_mb", lambda: next(sizes))
+    monkeypatch.setattr(heap, "_malloc_trim", lambda: trims.append)
+    guard = heap.HeapGuard(slack_mb=250, settle=True)  # made at 500
+    guard.check()  # 1400: the first step's working set is the baseline, not growth
+    assert trims == [] and guard.baseline == guard.floor == 1400.0
+    guard.check()  # 1500: within the slack
+    guard.check()  # 1700: past it; trimmed to 600, but the baseline stays at the floor
+    assert trims == [0] and guard.baseline == 1400.0
+    guard.check()  # 1500: no trim (a plain guard would have trimmed: 600 + 250 < 1500)
+    assert trims == [0]
+    guard.check()  # 1700: past it again
+    assert trims == [0, 0]
+
+
+class _Mallopt:
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, param, value):
+        self.calls.append((param, value))
+        return 1
+
+
+@pytest.fixture
+def fake_glibc(monkeypatch):
+    fake, trims = _Mallopt(), []
+    monkeypatch.setattr(heap, "_mallopt", lambda: fake)
+    monkeypatch.setattr(heap, "_malloc_trim", lambda: trims.append)
+    monkeypatch.setattr(heap, "_STATE", heap._Thresholds())
+    for k in ("AUDIOSAEBENCH_REUSE_FREED_BLOCKS", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES"):
+        monkeypatch.delenv(k, raising=False)
+    return fake, trims
+
+
+REUSE = [(-3, heap.REUSE_BYTES), (-1, heap.REUSE_BYTES)]
+MAPPED = [(-3, heap.MAPPED_BYTES), (-1, heap.TRIM_BYTES)]
+
+
+def test_reusing_blocks_set_the_thresholds_and_hand_pages_back_when_the_outermost_ends(fake_glibc):
+    fake, trims = fake_glibc
+    with heap.reusing_freed_blocks():
+        assert fake.calls == REUSE
+        with heap.reusing_freed_blocks():
+            pass
+        assert fake.calls == REUSE and trims == []  # an inner block changes nothing
+        with heap.mapping_large_blocks():
+            assert fake.calls == REUSE + MAPPED
+        assert fake.calls == REUSE + MAPPED + REUSE
+    assert fake.calls == REUSE + MAPPED + REUSE + MAPPED and trims == [0]
+    with heap.mapping_large_blocks():  # outside any reusing block: nothing to undo
+        pass
+    assert len(fake.calls) == 8
+
+
+def test_blocks_that_close_out_of_order_leave_the_right_thresholds(fake_glibc):
+    fake, _ = fake_glibc
+
+    def chunks():  # like iter_codes: a generator whose mapping block spans its yields
+        with heap.mapping_large_blocks():
+            yield from range(3)
+
+    with heap.reusing_freed_blocks():
+        it = chunks()
+        next(it)  # the generator is dropped half-way, after the reusing block ends
+    assert fake.calls == REUSE + MAPPED
+    it.close()
+    assert fake.calls == REUSE + MAPPED
+    with heap.reusing_freed_blocks():
+        assert fake.calls[-2:] == REUSE
+
+
+@pytest.mark.parametrize("env", [{"AUDIOSAEBENCH_REUSE_FREED_BLOCKS": "0"}, {"MALLOC_MMAP_THRESHOLD_": "1073741824"},
+                                 {"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=1073741824"}])
+def test_reusing_is_off_when_asked_or_when_the_user_set_glibc_thresholds(fake_glibc, monkeypatch, env):
+    fake, trims = fake_glibc
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    with heap.reusing_freed_blocks(), heap.mapping_large_blocks():
+        pass
+    assert fake.calls == [] and trims == []
+
+
+_STEPS = """
+import resource, sys, torch
+from audiosaebench import heap
+def step():  # like a layer of a forward: [16384, 512] float32 (32 MiB) tensors, made and freed
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    x = torch.ones(16384, 512)
+    for _ in range(4):
+        x = torch.nn.functional.gelu(x @ w)
+    del x
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+torch.set_num_threads(1)
+w = torch.full((512, 512), 1e-3)
+with heap.reusing_freed_blocks():
+    print([step() for _ in range(4)][-1])
+"""
+
+
+@pytest.mark.skipif(not heap._STATE.enabled() or heap._malloc_trim() is None,
+                    reason="needs glibc, thresholds not set by the user")
+def test_a_loop_of_forwards_reuses_freed_blocks_without_faulting_their_pages_again():
+    import subprocess
+    import sys
+
+    def last_step_faults(reuse: str) -> int:
+        env = {**os.environ, "AUDIOSAEBENCH_REUSE_FREED_BLOCKS": reuse}
+        out = subprocess.run([sys.executable, "-c", _STEPS], env=env, capture_output=True, text=True, check=True)
+        return int(out.stdout.split()[-1])
+
+    mapped, reused = last_step_faults("0"), last_step_faults("1")
+    # glibc's default maps each tensor afresh: 5 x 8,192 pages; kept in the heap, the pages stay
+    assert mapped > 30000 and reused < mapped / 10, (mapped, reused)
+
+
+def test_checkpoints_trim_only_inside_a_reusing_block_and_past_the_guards_slack(fake_glibc, monkeypatch):
+    fake, trims = fake_glibc
+    sizes = iter([1000.0, 2000.0, 2100.0, 2300.0, 1500.0, 5000.0])
+    monkeypatch.setattr(heap, "resident_mb", lambda: next(sizes))
+    heap.checkpoint()  # outside any reusing block: not even the resident size is read
+    with heap.reusing_freed_blocks():  # the guard is made: 1000
+        heap.checkpoint()  # 2000: the first step's working set settles the baseline
+        heap.checkpoint()  # 2100: within 256 MB of it
+        assert trims == []
+        heap.checkpoint()  # 2300: past it; trimmed (then 1500 read, the baseline stays 2000)
+        assert trims == [0]
+        with heap.mapping_large_blocks():
+            heap.checkpoint()  # large blocks are mapped here: nothing kept to trim
+        assert trims == [0]
+    assert trims == [0, 0]  # the outermost block's end hands the free pages back
+    heap.checkpoint()
+    assert trims == [0, 0]

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from audiosaebench.activations.store import ActivationSet, StoreWriter, open_store, store_key
 from audiosaebench.data.manifest import Manifest
-from audiosaebench.heap import HeapGuard
+from audiosaebench.heap import HeapGuard, reusing_freed_blocks
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,8 @@ def get_activations(
     writers = {h: StoreWriter(keys[h], fields[h], adapter.hidden_size, root) for h in missing}
     keep = [h for h in missing if h in {adapter.resolve(k).name for k in keep_states}]
     try:
-        _extract_into(adapter, missing, manifest, writers, batch_size, progress, keep)
+        with reusing_freed_blocks():  # one forward after another: see audiosaebench.heap
+            _extract_into(adapter, missing, manifest, writers, batch_size, progress, keep)
         for h in missing:
             out[h] = writers[h].commit()
     except BaseException:
@@ -116,7 +117,7 @@ def _extract_into(
             bar.update(1)
 
     batch: list[tuple[int, int, np.ndarray]] = []
-    heap = HeapGuard()
+    heap = HeapGuard(settle=True)  # the first batch's kept blocks are the loop's own working set
 
     def run_batch() -> None:
         for group in adapter.batch_groups([len(w) for _, _, w in batch]):

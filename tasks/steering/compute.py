@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from audiosaebench import heap
 from audiosaebench.cache import cached_json
 from audiosaebench.codes import iter_codes, pooled_clip_codes
 from audiosaebench.hashing import finite_or_none
@@ -69,6 +70,7 @@ def _transcribe(cont, dec, w: Windows, edit: Edit, max_new_tokens: int, batch_si
             if handle is not None:
                 handle.remove()
         t, p = dec.decode_with_no_speech(enc, max_new_tokens)
+        heap.checkpoint()  # decoding allocates caches of ever new lengths: see audiosaebench.heap
         for j, (text, prob) in enumerate(zip(t, p, strict=True)):
             ci = w.clip_of[start + j]
             texts[ci].append(text)
