@@ -43,8 +43,10 @@ def test_evaluate_writes_valid_deterministic_results(home, tmp_path, tiny_models
     assert a["model"]["weights_sha256"] and len(a["data"]["splits"]) == 3
     # what did the arithmetic (another processor or thread count may round the last digits differently)
     assert a["provenance"]["hardware"] and a["provenance"]["torch_threads"] == torch.get_num_threads()
+    assert a["provenance"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     older = json.loads(json.dumps(a))
-    del older["provenance"]["hardware"], older["provenance"]["torch_threads"]
+    for field in ("hardware", "torch_threads", "cpu_capability"):
+        del older["provenance"][field]
     validate_result(older)  # results written before the fields existed stay valid
 
 

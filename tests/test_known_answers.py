@@ -239,6 +239,12 @@ def _close(a, b, abs_tol: float = 1e-6) -> bool:
 OTHER_CPU_ABS = {("coverage", "dense_mean_f1"): 0.01, ("coverage", "ceiling"): 0.01}
 
 
+def _same_cpu(a: dict, b: dict) -> bool:
+    """The same CPU model name, and the same kernel instruction set where both rows record it."""
+    isa = [p.get("cpu_capability") for p in (a, b)]
+    return a.get("hardware") == b.get("hardware") and (None in isa or isa[0] == isa[1])
+
+
 def _abs_tol(task: str, name: str, same_cpu: bool) -> float:
     return 1e-6 if same_cpu else OTHER_CPU_ABS.get((task, name), 1e-6)
 
@@ -264,7 +270,7 @@ def test_the_committed_identity_baseline_row_is_what_the_harness_computes(setup,
         assert got["sae"]["sha256"] == want["sae"]["sha256"] and got["model"]["weights_sha256"] == want["model"]["weights_sha256"]
         g, w = got["metrics"]["values"], want["metrics"]["values"]
         assert set(g) == set(w), f"{task}: other metric names than the committed identity row; {fix}"
-        same_cpu = got["provenance"].get("hardware") == want["provenance"].get("hardware")
+        same_cpu = _same_cpu(got["provenance"], want["provenance"])
         moved = {k: (w[k], g[k]) for k in w if not _close(w[k], g[k], _abs_tol(task, k, same_cpu))}
         assert not moved, f"{task}: the committed identity row no longer reproduces (committed, now): {moved}; {fix}"
         for ref in ("floor", "ceiling"):

@@ -43,6 +43,18 @@ def hardware(device: str) -> str | None:
     return platform.processor() or None
 
 
+def cpu_capability() -> str | None:
+    """The instruction set torch picked its CPU kernels for (``DEFAULT``, ``AVX2``, ``AVX512``, ...).
+    CPUs with one model name can differ here: two "AMD EPYC" machines of this project trained two
+    different reference SAEs from the same data (docs/reproducing.md)."""
+    import torch
+
+    try:
+        return str(torch.backends.cpu.get_cpu_capability()) or None
+    except (AttributeError, RuntimeError):
+        return None
+
+
 def provenance(device: str, model_dtype: str, sae_dtype: str = "float32") -> dict[str, Any]:
     import torch
     import transformers
@@ -55,6 +67,7 @@ def provenance(device: str, model_dtype: str, sae_dtype: str = "float32") -> dic
         "transformers": transformers.__version__,
         "device": device,
         "hardware": hardware(device),
+        "cpu_capability": cpu_capability(),
         "torch_threads": torch.get_num_threads(),
         "dtypes": {"model_forward": model_dtype, "sae": sae_dtype},
     }
