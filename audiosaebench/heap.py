@@ -13,14 +13,14 @@ size has grown by ``slack_mb`` since the last trim. A no-op where the C library 
 The opposite problem costs time: glibc serves each allocation above its mmap threshold (at most
 32 MiB when left to itself) with a fresh ``mmap`` and unmaps it on ``free``. A Whisper forward
 allocates and frees tensors of 74-147 MB on every layer, so the kernel zero-fills every page of each
-one again (≈ 185,000 minor faults and 0.3-0.5 s of system time per 8-window tiny.en forward on a
-2-core CPU). :func:`reusing_freed_blocks` raises the thresholds while a loop of model forwards
+one again (144,000-280,000 minor faults and 0.3-0.7 s of system time per 8-window tiny.en forward
+on a 2-core CPU). :func:`reusing_freed_blocks` raises the thresholds while a loop of model forwards
 runs (Whisper pads every clip to a 30 s window, so each forward makes the same tensors), and hands
 the free pages back when the outermost such block ends. What the next forward reuses is the freed
 region as a whole, not each tensor's own block: torch asks for 64-byte aligned memory, which glibc
 2.36 serves from a block a little larger than the tensor, so a freed tensor's block never fits the
 next tensor of its size (measured: a 64 MiB ``torch.ones`` made and dropped three times grew the heap
-by 64 MiB each time, ``np.ones`` did not), while neighbours freed together merge into room for it.
+by 64 MiB each time, where ``np.ones`` faulted no pages), while neighbours freed together merge into room for it.
 Loops over SAE codes therefore run inside :func:`mapping_large_blocks`: there each chunk's buffers
 are freed while small blocks that live on (the code memo's) are made, which would split the freed
 region, so that no later chunk fits and the heap grows chunk by chunk (docs/performance.md).
@@ -142,14 +142,9 @@ class _Thresholds:
         want = self.reusing > 0 and self.mapping == 0
         if want == self.applied or (want and not self.enabled()):
             return
-        fn = _mallopt()
-        if fn is None:
-            return
-        if want:
-            ok = fn(_M_MMAP_THRESHOLD, REUSE_BYTES) and fn(_M_TRIM_THRESHOLD, REUSE_BYTES)
-        else:
-            ok = fn(_M_MMAP_THRESHOLD, MAPPED_BYTES) and fn(_M_TRIM_THRESHOLD, TRIM_BYTES)
-        if not ok:
+        fn = _mallopt()  # not None: enabled() said so before the reuse thresholds were first set
+        mmap_bytes, trim_bytes = (REUSE_BYTES, REUSE_BYTES) if want else (MAPPED_BYTES, TRIM_BYTES)
+        if not (fn(_M_MMAP_THRESHOLD, mmap_bytes) and fn(_M_TRIM_THRESHOLD, trim_bytes)):
             log.debug("mallopt refused the heap thresholds; left as they were")
         self.applied = want
 
