@@ -130,11 +130,14 @@ def test_greedy_decoding_drops_finished_rows_without_changing_any(mini, tiny_en_
 
 
 @pytest.mark.slow
-def test_a_decode_reusing_an_earlier_passs_cross_attention_is_identical(mini, tiny_en_dir):
-    """fidelity hands the greedy decode the cross-attention keys and values of its teacher-forced pass
-    over the same encoder output: transcripts and no-speech probabilities are bit for bit those of a
-    decode that computes them itself, and the handed-in cache is left as it was (rows that finish
-    leave the decode's batch, not the caller's cache)."""
+@pytest.mark.parametrize("asked,projects", [(3, False), (60, True), (70, False)])
+def test_a_decode_going_on_from_an_earlier_passs_encoder_memory(mini, tiny_en_dir, asked, projects):
+    """fidelity hands the greedy decode the encoder memory of its teacher-forced pass over the same
+    encoder output. The decode goes on from it (keys and values it projected are not projected
+    again; one that has not keeps counting, and projects in the decode once 64 queries have been
+    asked: 60 + the 2-token prompt + 3 steps), its transcripts and no-speech
+    probabilities are a fresh decode's, and the handed-in memory is left as it was (rows that
+    finish leave the decode's copy)."""
     from audiosaebench.models.loading import load_adapter
     from audiosaebench.models.whisper_decode import WhisperDecoder
 
@@ -145,18 +148,23 @@ def test_a_decode_reusing_an_earlier_passs_cross_attention_is_identical(mini, ti
     waves.append((np.random.default_rng(0).standard_normal(48_000) * 0.3).astype(np.float32))  # noise
     with torch.no_grad():
         enc = ad.base_model.encoder(ad.prepare(waves).inputs["input_features"]).last_hidden_state
-        ids = torch.tensor([dec.prompt + [dec.eot]] * len(waves))
-        cross = ad.model(encoder_outputs=(enc,), decoder_input_ids=ids, use_cache=True).past_key_values.cross_attention_cache
-    kept = [(layer.keys.clone(), layer.values.clone()) for layer in cross.layers]
+        memory = dec.text_decoder.memory(enc)
+        dec.text_decoder(torch.tensor([dec.prompt + [dec.eot] * (asked - len(dec.prompt))] * len(waves)), memory)
+    assert memory.projected is (asked > 64)
+    kept = (memory.enc, memory.asked, None if memory.kv is None else [(k.clone(), v.clone()) for k, v in memory.kv])
     projections = []
     k_proj = ad.base_model.decoder.layers[0].encoder_attn.k_proj
     handle = k_proj.register_forward_hook(lambda *_: projections.append(1))
     try:
-        reused = dec.decode_with_no_speech(enc, 24, cross)
-        assert projections == []  # the encoder frames were not projected again
-        assert reused == dec.decode_with_no_speech(enc, 24)
-        assert projections == [1]
+        texts, nsp = dec.decode_with_no_speech(enc, 24, memory)
     finally:
         handle.remove()
-    assert all(torch.equal(k, layer.keys) and torch.equal(v, layer.values)
-               for (k, v), layer in zip(kept, cross.layers, strict=True))
+    assert projections == ([1] if projects else [])
+    fresh_texts, fresh_nsp = dec.decode_with_no_speech(enc, 24)  # 2 + at most 24 queries: never projects
+    assert texts == fresh_texts and any(texts)
+    assert np.allclose(nsp, fresh_nsp, atol=1e-5)
+    assert memory.enc is kept[0] and memory.asked == kept[1]
+    if kept[2] is None:
+        assert memory.kv is None
+    else:
+        assert all(torch.equal(k, k2) and torch.equal(v, v2) for (k, v), (k2, v2) in zip(kept[2], memory.kv, strict=True))

@@ -48,17 +48,22 @@ class WhisperKeywordReadout(nn.Module):
         if not hasattr(model, "proj_out"):
             raise AudioSAEBenchError("the Whisper keyword readout needs the decoder and LM head "
                                      "(WhisperForConditionalGeneration), not a bare WhisperModel")
+        from audiosaebench.models.whisper_text_decoder import TextDecoder
+
         self._model = (model,)  # not a submodule: the continuation owns the model's module paths
+        self._text = TextDecoder(model)
         self.prompt = list(prompt)
         self.forms = [[list(f) for f in fs] for fs in forms]  # per keyword, per surface form, token ids
         if not all(self.forms) or any(not f for fs in self.forms for f in fs):
             raise AudioSAEBenchError("every keyword needs at least one non-empty tokenisation")
 
     def forward(self, enc: torch.Tensor) -> torch.Tensor:
-        model = self._model[0]
+        head = self._model[0].proj_out
+        text = self._text
+        memory = text.memory(enc)  # one per encoder output: later forms' passes reuse what it projects
         b, p = enc.shape[0], len(self.prompt)
         ids = torch.tensor([self.prompt] * b, device=enc.device)
-        first = model(encoder_outputs=(enc,), decoder_input_ids=ids, use_cache=False).logits[:, -1].float().log_softmax(-1)
+        first = head(text(ids, memory)[:, -1]).float().log_softmax(-1)
         per_keyword = []
         for forms in self.forms:
             per_form = []
@@ -67,8 +72,7 @@ class WhisperKeywordReadout(nn.Module):
                     per_form.append(first[:, tokens[0]])
                     continue
                 ids = torch.tensor([self.prompt + tokens[:-1]] * b, device=enc.device)
-                logits = model(encoder_outputs=(enc,), decoder_input_ids=ids, use_cache=False).logits.float().log_softmax(-1)
-                steps = logits[:, p - 1 :, :]
+                steps = head(text(ids, memory)[:, p - 1 :]).float().log_softmax(-1)
                 tok = torch.tensor(tokens, device=enc.device)
                 per_form.append(steps.gather(-1, tok[None, :, None].expand(b, -1, 1))[..., 0].sum(-1))
             per_keyword.append(torch.logsumexp(torch.stack(per_form, -1), -1))

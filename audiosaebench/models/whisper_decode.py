@@ -1,14 +1,17 @@
-"""Greedy Whisper decoding with a KV cache, and WER: used by sanity checks, fidelity and steering.
+"""Greedy Whisper decoding, and WER: used by sanity checks, fidelity and steering.
 
 Prompt: ``<|startoftranscript|>`` (+ ``<|en|><|transcribe|>`` for multilingual models) +
 ``<|notimestamps|>``; greedy argmax with the model's suppress lists; stops at end-of-text or after
-``max_new_tokens``; a row that ends leaves the batch and the KV cache, so a batch whose one row loops
-to the token limit costs one row per step, not the batch. Decoding uses ``tokenizers`` with the
-model folder's ``tokenizer.json``.
+``max_new_tokens``; a row that ends leaves the batch and the caches, so a batch whose one row loops
+to the token limit costs one row per step, not the batch. The decoder passes are
+:mod:`audiosaebench.models.whisper_text_decoder`'s (transformers' weights, cross-attention computed
+from the encoder states while few queries have been asked of them). Decoding uses ``tokenizers``
+with the model folder's ``tokenizer.json``.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,26 +54,16 @@ def corpus_wer(refs: Sequence[str], hyps: Sequence[str]) -> float | None:
     return errors / words if words else None
 
 
-def _reuse(cross: Any) -> Any:
-    """A fresh decoder cache whose cross-attention part holds ``cross``'s tensors (new layer objects,
-    so dropping finished rows from it leaves ``cross`` as it was); None when ``cross`` is None."""
-    if cross is None:
-        return None
-    from transformers.cache_utils import DynamicCache, EncoderDecoderCache
-
-    copy = DynamicCache()
-    for i, layer in enumerate(cross.layers):
-        copy.update(layer.keys, layer.values, i)
-    return EncoderDecoderCache(DynamicCache(), copy)
-
-
 class WhisperDecoder:
     def __init__(self, adapter, tokenizer_file: str | Path):
         from tokenizers import Tokenizer
 
+        from audiosaebench.models.whisper_text_decoder import TextDecoder
+
         if not Path(tokenizer_file).exists():
             raise AudioSAEBenchError(f"no tokenizer.json next to the model ({tokenizer_file})")
         self.adapter = adapter
+        self.text_decoder = TextDecoder(adapter.model)
         self.tok = Tokenizer.from_file(str(tokenizer_file))
         cfg = adapter.config
         tid = self.tok.token_to_id
@@ -95,30 +88,36 @@ class WhisperDecoder:
         return (w @ hidden.to(w.dtype).T).T.float()
 
     @torch.no_grad()
-    def decode_encoder_states(self, enc: torch.Tensor, max_new_tokens: int = 96, cross: Any = None) -> list[str]:
-        return self.decode_with_no_speech(enc, max_new_tokens, cross)[0]
+    def decode_encoder_states(self, enc: torch.Tensor, max_new_tokens: int = 96, memory: Any = None) -> list[str]:
+        return self.decode_with_no_speech(enc, max_new_tokens, memory)[0]
 
     @torch.no_grad()
     def decode_with_no_speech(self, enc: torch.Tensor, max_new_tokens: int = 96,
-                              cross: Any = None) -> tuple[list[str], list[float | None]]:
+                              memory: Any = None) -> tuple[list[str], list[float | None]]:
         """Greedy transcripts and, as openai-whisper computes it, the probability of the no-speech token
         right after ``<|startoftranscript|>`` (None when the vocabulary has no such token).
 
-        ``cross``: the cross-attention cache of an earlier decoder pass over this same ``enc`` (its
-        ``past_key_values.cross_attention_cache``), whose keys and values (projections of every
-        encoder frame, most of a short decode's cost) are then reused, not recomputed; left as it was."""
-        decoder = self.adapter.base_model.decoder
+        ``memory``: the :class:`~audiosaebench.models.whisper_text_decoder.EncoderMemory` of an earlier
+        decoder pass over this same ``enc`` (fidelity's teacher-forced pass), so keys and values it has
+        projected are reused and its count of queries goes on; left as it was (rows that finish leave a
+        copy of it)."""
+        text = self.text_decoder
         b = enc.shape[0]
+        if memory is None:
+            memory = text.memory(enc)
+        else:
+            memory = copy.copy(memory)
         ids = torch.tensor([self.prompt] * b, device=enc.device)
-        out = decoder(input_ids=ids, encoder_hidden_states=enc, use_cache=True, past_key_values=_reuse(cross))
+        cache = text.cache(b, len(self.prompt) + max_new_tokens, enc)
+        hidden = text(ids, memory, cache)
         if self.no_speech is None:
             no_speech: list[float | None] = [None] * b
         else:
-            no_speech = self._logits(out.last_hidden_state[:, 0]).softmax(-1)[:, self.no_speech].tolist()
+            no_speech = self._logits(hidden[:, 0]).softmax(-1)[:, self.no_speech].tolist()
         tokens: list[list[int]] = [[] for _ in range(b)]
-        active = list(range(b))  # rows still decoding; finished rows leave the batch and the KV cache
+        active = list(range(b))  # rows still decoding; finished rows leave the batch and the caches
         for step in range(max_new_tokens):
-            logits = self._logits(out.last_hidden_state[:, -1])
+            logits = self._logits(hidden[:, -1])
             if len(self.suppress):
                 logits[:, self.suppress] = -torch.inf
             logits[:, self.timestamp_begin :] = -torch.inf
@@ -130,14 +129,13 @@ class WhisperDecoder:
                 tokens[active[j]].append(nxt[j])
             if not keep or step == max_new_tokens - 1:
                 break
-            cache = out.past_key_values
             if len(keep) < len(active):
                 index = torch.tensor(keep, device=enc.device)
-                cache.batch_select_indices(index)
-                enc = enc[index]
+                cache.select(index)
+                memory.select(index)
                 active = [active[j] for j in keep]
             ids = torch.tensor([[nxt[j]] for j in keep], device=enc.device)
-            out = decoder(input_ids=ids, encoder_hidden_states=enc, past_key_values=cache, use_cache=True)
+            hidden = text(ids, memory, cache)
         return [self.tok.decode(t, skip_special_tokens=True).strip() for t in tokens], no_speech
 
     @torch.no_grad()

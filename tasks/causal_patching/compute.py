@@ -20,7 +20,7 @@ from audiosaebench.task import TaskContext, TaskResult
 
 log = logging.getLogger(__name__)
 MAIN_K = 20
-REFERENCE_CACHE_VERSION = 2  # 2: continuation from the hook output (cached states)
+REFERENCE_CACHE_VERSION = 3  # 2: continuation from the hook output (cached states); 3: the harness's text decoder
 
 
 @dataclass

@@ -43,8 +43,8 @@ def _recovered(ce: dict[str, np.ndarray], ntok: np.ndarray, ablation: str, pick=
 
 
 # 2: conditions run from the cached hook output; 3: LM head as W @ h.T; 4: finished rows leave the
-# decode batch
-SPLICE_CACHE_VERSION = 4
+# decode batch; 5: the harness's text decoder (audiosaebench.models.whisper_text_decoder)
+SPLICE_CACHE_VERSION = 5
 _SHARED = ("clean", "zero", "mean")  # conditions that do not depend on the SAE
 
 
@@ -130,14 +130,14 @@ def whisper_splice(ctx, manifest, hook: str, mean: torch.Tensor, cfg: dict, rng)
         for name, fn in conds.items():
             with torch.no_grad():
                 enc = cont(states if fn is None else replace_valid_frames(states, fn, batch.valid_frames))
-                out = model(encoder_outputs=(enc,), decoder_input_ids=ids[:, :-1].to(ad.device), use_cache=True)
-                logits = out.logits.float()
+                memory = dec.text_decoder.memory(enc)
+                logits = model.proj_out(dec.text_decoder(ids[:, :-1].to(ad.device), memory)).float()
                 nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:].to(ad.device), reduction="none")
                 ce[name][i : i + len(seqs)] = (nll.cpu() * mask).sum(1).numpy()
                 if name in hyps:
-                    # the decode attends to the same encoder output: reuse its cross-attention keys/values
-                    hyps[name] += dec.decode_encoder_states(enc, int(cfg["max_new_tokens"]),
-                                                            out.past_key_values.cross_attention_cache)
+                    # the decode attends to the same encoder output: it goes on from the teacher-forced
+                    # pass's encoder memory (its count of queries, and keys/values if it projected them)
+                    hyps[name] += dec.decode_encoder_states(enc, int(cfg["max_new_tokens"]), memory)
     if "clean" in conds:
         _save_shared(cache, ce, ntok, hyps["clean"])
     else:

@@ -21,8 +21,8 @@ from audiosaebench.task import TaskContext, TaskResult
 
 log = logging.getLogger(__name__)
 # 2: continuation from the hook output (cached states); 3: LM head as W @ h.T; 4: finished rows
-# leave the decode batch
-CACHE_VERSION = 4
+# leave the decode batch; 5: the harness's text decoder (audiosaebench.models.whisper_text_decoder)
+CACHE_VERSION = 5
 Edit = Callable[[torch.Tensor], torch.Tensor] | None
 
 
