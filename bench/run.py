@@ -1,11 +1,17 @@
 """Performance benchmark: the harness against its physical limit, on the mini suite.
 
-    python bench/run.py [--parts extract,warm,tasks,floor,limits,memory,models,scale] [--out bench/results.json]
+    python bench/run.py [--parts extract,decoder,warm,tasks,floor,limits,memory,models,scale] [--out bench/results.json]
                         [--saes A,B] [--dtype float32|bfloat16] [--scale-limit 8]
 
 Prints a readable table and writes a JSON report (with the machine it ran on). Parts:
 
 * extract: activation extraction vs the raw encoder forward on the same batches (goal <= 1.10);
+* decoder: the harness's Whisper text decoder (audiosaebench.models.whisper_text_decoder) against
+           transformers' decoder on the same encoder outputs (the mini speech test clips, batches of
+           8): teacher-forced passes of 2 tokens (causal patching's readout), 8 (a steering
+           non-speech decode's prompt and steps), 34 (a speech decode's) and 70 (past head_dim, so
+           the harness projects keys and values as transformers does), and the largest difference
+           between their decoder states;
 * warm:    `evaluate --tasks fidelity,phoneme_probing` of a second SAE after a first on the same hook,
            against the same SAE in a fresh home (goal >= 10x);
 * tasks:   `evaluate --tasks all` on two SAEs from a fresh home (cold), then again (warm): wall and
@@ -132,6 +138,39 @@ def bench_extract(report: dict) -> None:
     rows["ratio_last_layer"] = rows["extract_encoder.layers.3_s"] / raw
     rows["ratio_layer2_early_exit"] = rows[f"extract_{HOOK}_s"] / raw
     report["extract"] = rows
+
+
+def bench_decoder(report: dict) -> None:
+    import torch
+
+    from audiosaebench.data.suites import load_suite
+    from audiosaebench.models.loading import load_adapter
+    from audiosaebench.models.whisper_text_decoder import TextDecoder
+
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    ad = load_adapter(MODEL, device=dev)
+    man = load_suite("mini").split("speech_test")
+    bs = 8
+    with torch.no_grad():
+        encs = [ad.base_model.encoder(ad.prepare([man.load(c) for c in man.clips[i : i + bs]])
+                                      .inputs["input_features"].to(dev)).last_hidden_state
+                for i in range(0, len(man.clips), bs)]
+    text, hf = TextDecoder(ad.model), ad.base_model.decoder
+    rows = []
+    for n in (2, 8, 34, 70):
+        gen = torch.Generator().manual_seed(n)
+        ids = [torch.randint(0, hf.embed_tokens.num_embeddings, (e.shape[0], n), generator=gen).to(dev) for e in encs]
+        with torch.no_grad():
+            t_hf = _best_time(lambda ids=ids: [hf(input_ids=i, encoder_hidden_states=e, use_cache=False)
+                                               for i, e in zip(ids, encs, strict=True)], dev, 3)
+            t_ours = _best_time(lambda ids=ids: [text(i, text.memory(e)) for i, e in zip(ids, encs, strict=True)], dev, 3)
+            memories = [text.memory(e) for e in encs]
+            pairs = [(text(i, m), hf(input_ids=i, encoder_hidden_states=e, use_cache=False).last_hidden_state)
+                     for i, e, m in zip(ids, encs, memories, strict=True)]
+        rows.append({"tokens": n, "transformers_s": t_hf, "harness_s": t_ours, "speedup": t_hf / t_ours,
+                     "max_abs_difference": max(float((a - b).abs().max()) for a, b in pairs),
+                     "max_abs_state": max(float(b.abs().max()) for _, b in pairs), "projected": memories[0].projected})
+    report["decoder"] = {"clips": len(man.clips), "batch_size": bs, "device": dev, "passes": rows}
 
 
 def speed_check() -> float:
@@ -679,6 +718,14 @@ def table(report: dict) -> str:
         lines += [f"extract  raw encoder forward {e['raw_encoder_forward_s']:.1f} s for {e['clips']} clips; harness at the last "
                   f"layer {e['extract_encoder.layers.3_s']:.1f} s (ratio {e['ratio_last_layer']:.2f}, goal <= 1.10); at "
                   f"{HOOK} {e[f'extract_{HOOK}_s']:.1f} s (ratio {e['ratio_layer2_early_exit']:.2f}, early exit)"]
+    if "decoder" in report:
+        d = report["decoder"]
+        lines += [f"decoder  {d['clips']} clips, batches of {d['batch_size']}, teacher-forced decoder passes: transformers vs the "
+                  "harness's text decoder (largest difference of the decoder states, and the largest state)"]
+        for r in d["passes"]:
+            how = "keys/values projected" if r["projected"] else "reads the encoder states"
+            lines += [f"           {r['tokens']:3d} tokens: {r['transformers_s']:.2f} s vs {r['harness_s']:.2f} s "
+                      f"({r['speedup']:.1f}x; {how}; {r['max_abs_difference']:.1e} of {r['max_abs_state']:.0f})"]
     if "warm" in report:
         w = report["warm"]
         lines += [f"warm     second SAE cold (fresh home) {w['second_sae_cold_s']:.1f} s, warm (after the first SAE) "
@@ -740,7 +787,7 @@ def table(report: dict) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--parts", default="extract,warm,tasks,floor,limits,memory,models,scale")
+    p.add_argument("--parts", default="extract,decoder,warm,tasks,floor,limits,memory,models,scale")
     p.add_argument("--out", default="bench/results.json")
     p.add_argument("--saes", help="two comma-separated SAE folders on encoder.layers.2 of whisper-tiny.en for the warm, "
                                   "tasks, floor and limits parts (default: two random TopK SAEs)")
@@ -759,7 +806,7 @@ def main() -> int:
         print(json.dumps(count_run_flops(args.count_run, args.tasks, args.partner, args.dtype)))
         return 0
     parts = set(args.parts.split(","))
-    unknown = parts - {"extract", "warm", "tasks", "floor", "limits", "memory", "models", "scale"}
+    unknown = parts - {"extract", "decoder", "warm", "tasks", "floor", "limits", "memory", "models", "scale"}
     if unknown:
         p.error(f"unknown parts: {', '.join(sorted(unknown))}")
     saes = args.saes.split(",") if args.saes else None
@@ -783,6 +830,10 @@ def main() -> int:
     if "extract" in parts:
         with in_private_home(src):
             bench_extract(report)
+        save()
+    if "decoder" in parts:
+        with in_private_home(src):
+            bench_decoder(report)
         save()
     if parts & {"warm", "tasks", "floor"}:
         bench_warm_and_tasks(report, src, parts, saes, args.dtype)

@@ -22,6 +22,11 @@ def test_table_shows_every_part():
         "speed_check": {"start_s": 1.25, "end_s": 1.5},
         "extract": {"raw_encoder_forward_s": 10.0, "clips": 48, "extract_encoder.layers.3_s": 10.5,
                     "extract_encoder.layers.2_s": 8.0, "ratio_last_layer": 1.05, "ratio_layer2_early_exit": 0.8},
+        "decoder": {"clips": 48, "batch_size": 8, "device": "cpu", "passes": [
+            {"tokens": 2, "transformers_s": 2.0, "harness_s": 0.25, "speedup": 8.0, "max_abs_difference": 2e-4,
+             "max_abs_state": 110.0, "projected": False},
+            {"tokens": 70, "transformers_s": 3.0, "harness_s": 2.0, "speedup": 1.5, "max_abs_difference": 1e-4,
+             "max_abs_state": 90.0, "projected": True}]},
         "warm": {"tasks": "fidelity,phoneme_probing", "first_sae_cold_s": 80.0, "second_sae_warm_s": 20.0,
                  "second_sae_cold_s": 80.0, "ratio": 4.0, "task_time_cold_s": 30.0, "task_time_warm_s": 15.0,
                  "task_time_ratio": 2.0},
@@ -51,7 +56,9 @@ def test_table_shows_every_part():
                     "ratio": 0.97}],
     }
     text = bench.table(report)
-    for needle in ("1.25 s before the parts, 1.50 s after", "ratio 1.05", "ratio 4.0x", "wall 100 s; the first SAE 74 s", "steering 20",
+    for needle in ("1.25 s before the parts, 1.50 s after", "ratio 1.05",
+                   "  2 tokens: 2.00 s vs 0.25 s (8.0x; reads the encoder states; 2.0e-04 of 110)",
+                   " 70 tokens: 3.00 s vs 2.00 s (1.5x; keys/values projected; 1.0e-04 of 90)", "ratio 4.0x", "wall 100 s; the first SAE 74 s", "steering 20",
                    "peak RSS 900 MB", "whisper-base", "harness extraction 3.1 s (ratio 0.97)",
                    "(200 and 100 GFLOP/s (before / after the run: 200 / 150 and 90 / 100))", "floor   15.0 s  measured   20.0 s  0.75", "floor   16.0 s  measured   24.0 s  0.67",
                    "200 / 100 GFLOP/s, the best rates", "cold 72.5 s (imports 5.0 + arithmetic 67.5: 11250 GFLOP)",
