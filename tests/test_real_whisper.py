@@ -75,3 +75,16 @@ def test_baselines_on_real_whisper(tiny_en, tmp_path, home, toy_dir):
     assert ev["baseline-identity"] == pytest.approx(1.0, abs=1e-6)
     assert ev["baseline-random-1536-k32-s0"] < 0.5
     assert all(r["kind"] == "baseline" and r["model"]["id"] for r in recs)
+
+
+def test_a_decode_longer_than_whispers_positions_is_a_one_line_error(tiny_en):
+    """A token limit past the decoder's 448 positions (a task option) fails before any decoding."""
+    from audiosaebench.errors import TaskError
+    from audiosaebench.models.whisper_decode import WhisperDecoder
+
+    d, ad = tiny_en
+    dec = WhisperDecoder(ad, d / "tokenizer.json")
+    enc = torch.zeros(1, 1500, ad.hidden_size)
+    with pytest.raises(TaskError, match="use at most 446"):
+        dec.decode_with_no_speech(enc, 447)
+    assert dec.decode_with_no_speech(enc, 2)[0] is not None

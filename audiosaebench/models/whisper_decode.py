@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from audiosaebench.errors import AudioSAEBenchError
+from audiosaebench.errors import AudioSAEBenchError, TaskError
 
 _NUM = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
         "sixteen seventeen eighteen nineteen twenty").split()
@@ -101,6 +101,10 @@ class WhisperDecoder:
         decoder pass over this same ``enc`` (fidelity's teacher-forced pass), so keys and values it has
         projected are reused and its count of queries goes on; left as it was (rows that finish leave a
         copy of it)."""
+        positions = self.adapter.base_model.decoder.embed_positions.weight.shape[0]
+        if len(self.prompt) + max_new_tokens > positions:
+            raise TaskError(f"max_new_tokens = {max_new_tokens} does not fit Whisper's {positions} decoder positions "
+                            f"after the {len(self.prompt)}-token prompt; use at most {positions - len(self.prompt)}")
         text = self.text_decoder
         b = enc.shape[0]
         if memory is None:
