@@ -87,4 +87,5 @@ def test_a_decode_longer_than_whispers_positions_is_a_one_line_error(tiny_en):
     enc = torch.zeros(1, 1500, ad.hidden_size)
     with pytest.raises(TaskError, match="use at most 446"):
         dec.decode_with_no_speech(enc, 447)
-    assert dec.decode_with_no_speech(enc, 2)[0] is not None
+    texts, _ = dec.decode_with_no_speech(enc, 446)  # the last limit that fits decodes (≈ 1 s here)
+    assert len(texts) == 1

@@ -101,7 +101,7 @@ class WhisperDecoder:
         decoder pass over this same ``enc`` (fidelity's teacher-forced pass), so keys and values it has
         projected are reused and its count of queries goes on; left as it was (rows that finish leave a
         copy of it)."""
-        positions = self.adapter.base_model.decoder.embed_positions.weight.shape[0]
+        positions = self.text_decoder.positions
         if len(self.prompt) + max_new_tokens > positions:
             raise TaskError(f"max_new_tokens = {max_new_tokens} does not fit Whisper's {positions} decoder positions "
                             f"after the {len(self.prompt)}-token prompt; use at most {positions - len(self.prompt)}")

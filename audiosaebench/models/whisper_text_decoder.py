@@ -51,9 +51,9 @@ class EncoderMemory:
         self.asked += n_queries
         if self.kv is None and self.asked > self.head_dim:
             self.kv = []
+            b, t, _ = self.enc.shape
             for layer in self.decoder.layers:
                 a = layer.encoder_attn
-                b, t, _ = self.enc.shape
                 k = a.k_proj(self.enc).view(b, t, a.num_heads, a.head_dim).transpose(1, 2)
                 v = a.v_proj(self.enc).view(b, t, a.num_heads, a.head_dim).transpose(1, 2)
                 self.kv.append((k, v))
@@ -109,6 +109,11 @@ class TextDecoder:
         base = model.model if hasattr(model, "model") else model
         self.decoder = base.decoder
 
+    @property
+    def positions(self) -> int:
+        """How many token positions the decoder has (448 for Whisper)."""
+        return self.decoder.embed_positions.weight.shape[0]
+
     def memory(self, enc: torch.Tensor) -> EncoderMemory:
         return EncoderMemory(self.decoder, enc)
 
@@ -119,8 +124,8 @@ class TextDecoder:
         dec = self.decoder
         b, n = ids.shape
         past = cache.length if cache is not None else 0
-        if past + n > dec.embed_positions.weight.shape[0]:
-            raise ValueError(f"Whisper's decoder has {dec.embed_positions.weight.shape[0]} positions; asked for {past + n}")
+        if past + n > self.positions:
+            raise ValueError(f"Whisper's decoder has {self.positions} positions; asked for {past + n}")
         if cache is not None and past + n > cache.capacity:
             raise ValueError(f"the self-attention cache holds {cache.capacity} positions; asked for {past + n}")
         memory.before(n)
