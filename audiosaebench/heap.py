@@ -25,6 +25,10 @@ Loops over SAE codes therefore run inside :func:`mapping_large_blocks`: there ea
 are freed while small blocks that live on (the code memo's) are made, which would split the freed
 region, so that no later chunk fits and the heap grows chunk by chunk (docs/performance.md).
 Neither changes a result: they only decide where freed memory waits.
+Buffers that live on between forwards while freed blocks are kept (the unchanged-tail memo of
+:mod:`audiosaebench.models.unchanged_tail`) take their own anonymous mappings
+(:func:`anonymous_mapping`), so they split no freed region; :class:`HeapGuard` does not count them
+as the heap's growth.
 """
 
 from __future__ import annotations
@@ -33,7 +37,9 @@ import contextlib
 import ctypes
 import functools
 import logging
+import mmap
 import os
+import weakref
 from collections.abc import Callable, Iterator
 
 log = logging.getLogger(__name__)
@@ -76,6 +82,30 @@ def resident_mb() -> float | None:
         return None
 
 
+_APART = [0]  # bytes of the live mappings made by anonymous_mapping()
+
+
+def anonymous_mapping(nbytes: int) -> mmap.mmap:
+    """A zeroed anonymous mapping of ``nbytes`` (at least one byte), outside the C library's heap, for a
+    buffer that lives on between model forwards (``torch.frombuffer`` keeps it alive while any view
+    of it is); :class:`HeapGuard` leaves its pages out of the heap's growth until it is freed."""
+    nbytes = max(1, int(nbytes))
+    mapping = mmap.mmap(-1, nbytes)
+    _APART[0] += nbytes
+    weakref.finalize(mapping, _unmapped, nbytes)
+    return mapping
+
+
+def _unmapped(nbytes: int) -> None:
+    _APART[0] -= nbytes
+
+
+def _heap_mb() -> float | None:
+    """The resident size less the live mappings of :func:`anonymous_mapping` (MB), else None."""
+    now = resident_mb()
+    return None if now is None else now - _APART[0] / 2**20
+
+
 def release_freed_memory() -> bool:
     """Return the heap's free pages to the operating system; False where that is not possible."""
     fn = _malloc_trim()
@@ -86,8 +116,9 @@ def release_freed_memory() -> bool:
 
 
 class HeapGuard:
-    """Trim the heap whenever the resident size has grown by ``slack_mb`` since the last trim (or
-    since the guard was made), so freed-but-kept memory stays within about ``slack_mb``.
+    """Trim the heap whenever the resident size (less the live mappings of :func:`anonymous_mapping`)
+    has grown by ``slack_mb`` since the last trim (or since the guard was made), so freed-but-kept
+    memory stays within about ``slack_mb``.
 
     With ``settle``, the baseline is the resident size at the first :meth:`check` (after the loop's
     first step) and never drops below it: inside :func:`reusing_freed_blocks` the blocks one step
@@ -96,7 +127,7 @@ class HeapGuard:
 
     def __init__(self, slack_mb: float = 256.0, settle: bool = False):
         self.slack_mb = slack_mb
-        self.baseline = resident_mb()
+        self.baseline = _heap_mb()
         self.floor: float | None = None
         self.settle = settle
         self.trims = 0
@@ -104,7 +135,7 @@ class HeapGuard:
     def check(self) -> None:
         if self.baseline is None or _malloc_trim() is None:
             return
-        now = resident_mb()
+        now = _heap_mb()
         if now is None:
             return
         if self.settle and self.floor is None:
@@ -114,7 +145,7 @@ class HeapGuard:
             return
         release_freed_memory()
         self.trims += 1
-        self.baseline = max(resident_mb() or now, self.floor or 0.0)
+        self.baseline = max(_heap_mb() or now, self.floor or 0.0)
 
 
 def _user_tuned_malloc() -> bool:

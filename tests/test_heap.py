@@ -38,6 +38,26 @@ def test_guard_trims_only_after_growing_by_its_slack(monkeypatch):
     assert trims == [0, 0] and guard.trims == 2
 
 
+def test_guard_leaves_out_the_pages_of_live_anonymous_mappings(monkeypatch):
+    """A buffer kept in its own mapping is not the heap's growth; once freed, its pages count again."""
+    import gc
+
+    held = 300 * 2**20
+    sizes = iter([1000.0, 1000.0 + 300 + 100, 1000.0 + 300 + 200, 1200.0])
+    trims = []
+    monkeypatch.setattr(heap, "resident_mb", lambda: next(sizes))
+    monkeypatch.setattr(heap, "_malloc_trim", lambda: trims.append)
+    guard = heap.HeapGuard(slack_mb=250)  # baseline 1000
+    mapping = heap.anonymous_mapping(held)
+    guard.check()  # 1400 resident, 1100 of it the heap's: within the slack
+    guard.check()  # 1500 resident, 1200 the heap's
+    assert trims == []
+    del mapping
+    gc.collect()
+    guard.check()  # 1200, all of it the heap's now: still within
+    assert trims == [] and heap._APART[0] == 0
+
+
 def test_guard_is_a_no_op_without_proc_or_malloc_trim(monkeypatch):
     monkeypatch.setattr(heap, "resident_mb", lambda: None)
     guard = heap.HeapGuard()

@@ -29,15 +29,17 @@ continuation would have to rebuild; it raises a clear error instead.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
 from audiosaebench.errors import AudioSAEBenchError
-from audiosaebench.models.base import Batch, _hidden
+from audiosaebench.models.base import Batch, _hidden, _with_hidden, replace_valid_frames
 from audiosaebench.models.hooks import FINAL_NORM
+from audiosaebench.models.unchanged_tail import TailMemo
 
 
 class WhisperKeywordReadout(nn.Module):
@@ -144,6 +146,8 @@ class Continuation(nn.Module):
             self._layers = [] if self.hook.name == FINAL_NORM else list(enc.layers[self.hook.layer :])
             norm = final_norm
         self._final_norm = enc.layer_norm if norm else None
+        # Whisper's first layer above the hook, when edits touch only the clips' first frames
+        self._tail_memo = TailMemo(self._layers[0]) if start == "output" and family == "whisper" and self._layers else None
         name = next((n for n, m in self.named_modules() if m is self.hook_module), None)
         if name is None:  # pragma: no cover - the module comes from the same model
             raise AudioSAEBenchError(f"cannot find the module of {self.hook.name} in the model")
@@ -166,11 +170,36 @@ class Continuation(nn.Module):
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
         h = self.site(states) if self.start == "output" else states
-        for layer in self._layers:
+        layers = self._layers
+        out = self._tail_memo(states, h) if self._tail_memo is not None else None
+        if out is not None:
+            h, layers = out, layers[1:]
+        for layer in layers:
             h = _hidden(layer(h, None))
         if self._final_norm is not None:
             h = self._final_norm(h)
         return self.readout(h)
+
+    @contextlib.contextmanager
+    def replace_output(self, fn: Callable[[torch.Tensor], torch.Tensor], valid_frames: Sequence[int]) -> Iterator[None]:
+        """Within the block, the hook's output is ``fn`` of its valid rows ([n_valid, d] in, the same out;
+        padding kept) in every forward. The edit starts from the states handed to ``forward``, so the
+        first layer above the hook can tell which frames it changed (:mod:`audiosaebench.models.unchanged_tail`)."""
+
+        def hook_fn(_module: nn.Module, _inp: Any, output: Any) -> Any:
+            return _with_hidden(output, replace_valid_frames(_hidden(output), fn, valid_frames))
+
+        handle = self.hook_module.register_forward_hook(hook_fn)
+        try:
+            yield
+        finally:
+            handle.remove()
+
+    def forget_edits(self) -> None:
+        """Drop what the first layer above the hook keeps of the batches seen edited (when a caller is
+        done with a batch, as the fidelity splice is after its conditions)."""
+        if self._tail_memo is not None:
+            self._tail_memo.clear()
 
     def states(self, batch: Batch) -> torch.Tensor:
         """The tensor the continuation starts from for a batch ([B, T, d], all frames, on its device);

@@ -20,7 +20,9 @@ from audiosaebench.task import TaskContext, TaskResult
 
 log = logging.getLogger(__name__)
 MAIN_K = 20
-REFERENCE_CACHE_VERSION = 3  # 2: continuation from the hook output (cached states); 3: the harness's text decoder
+# 2: continuation from the hook output (cached states); 3: the harness's text decoder; 4: patched runs take
+# the first layer above the hook from its unchanged frames (audiosaebench.models.unchanged_tail)
+REFERENCE_CACHE_VERSION = 4
 
 
 @dataclass

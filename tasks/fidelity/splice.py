@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import numpy as np
@@ -43,8 +44,9 @@ def _recovered(ce: dict[str, np.ndarray], ntok: np.ndarray, ablation: str, pick=
 
 
 # 2: conditions run from the cached hook output; 3: LM head as W @ h.T; 4: finished rows leave the
-# decode batch; 5: the harness's text decoder (audiosaebench.models.whisper_text_decoder)
-SPLICE_CACHE_VERSION = 5
+# decode batch; 5: the harness's text decoder (audiosaebench.models.whisper_text_decoder); 6: the zero and
+# mean conditions run the first layer above the hook from its unchanged frames (models.unchanged_tail)
+SPLICE_CACHE_VERSION = 6
 _SHARED = ("clean", "zero", "mean")  # conditions that do not depend on the SAE
 
 
@@ -90,7 +92,6 @@ def whisper_splice(ctx, manifest, hook: str, mean: torch.Tensor, cfg: dict, rng)
     from tokenizers import Tokenizer
     from torch import nn
 
-    from audiosaebench.models.base import replace_valid_frames
     from audiosaebench.models.continuation import Continuation
     from audiosaebench.models.whisper_decode import WhisperDecoder, corpus_wer
 
@@ -129,7 +130,8 @@ def whisper_splice(ctx, manifest, hook: str, mean: torch.Tensor, cfg: dict, rng)
         ntok[i : i + len(seqs)] = mask.sum(1).numpy()
         for name, fn in conds.items():
             with torch.no_grad():
-                enc = cont(states if fn is None else replace_valid_frames(states, fn, batch.valid_frames))
+                with cont.replace_output(fn, batch.valid_frames) if fn is not None else contextlib.nullcontext():
+                    enc = cont(states)
                 memory = dec.text_decoder.memory(enc)
                 logits = model.proj_out(dec.text_decoder(ids[:, :-1].to(ad.device), memory)).float()
                 nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:].to(ad.device), reduction="none")
@@ -138,6 +140,7 @@ def whisper_splice(ctx, manifest, hook: str, mean: torch.Tensor, cfg: dict, rng)
                     # the decode attends to the same encoder output: it goes on from the teacher-forced
                     # pass's encoder memory (its count of queries, and keys/values if it projected them)
                     hyps[name] += dec.decode_encoder_states(enc, int(cfg["max_new_tokens"]), memory)
+        cont.forget_edits()  # the next batch's conditions edit other states
     if "clean" in conds:
         _save_shared(cache, ce, ntok, hyps["clean"])
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -15,14 +16,14 @@ from audiosaebench import heap
 from audiosaebench.cache import cached_json
 from audiosaebench.codes import iter_codes, pooled_clip_codes
 from audiosaebench.hashing import finite_or_none
-from audiosaebench.models.base import _hidden, _with_hidden
 from audiosaebench.models.whisper_decode import corpus_wer, normalize_text
 from audiosaebench.task import TaskContext, TaskResult
 
 log = logging.getLogger(__name__)
 # 2: continuation from the hook output (cached states); 3: LM head as W @ h.T; 4: finished rows
-# leave the decode batch; 5: the harness's text decoder (audiosaebench.models.whisper_text_decoder)
-CACHE_VERSION = 5
+# leave the decode batch; 5: the harness's text decoder (audiosaebench.models.whisper_text_decoder);
+# 6: steered runs take the first layer above the hook from its unchanged frames (models.unchanged_tail)
+CACHE_VERSION = 6
 Edit = Callable[[torch.Tensor], torch.Tensor] | None
 
 
@@ -54,21 +55,8 @@ def _transcribe(cont, dec, w: Windows, edit: Edit, max_new_tokens: int, batch_si
     for start in range(0, len(w.states), batch_size):
         hin = torch.stack(w.states[start : start + batch_size]).to(cont.device)
         valid = w.valid[start : start + batch_size]
-
-        def hook_fn(_m, _i, output, valid=valid):
-            h = _hidden(output)
-            mask = torch.arange(h.shape[1], device=h.device)[None, :] < torch.tensor(valid, device=h.device)[:, None]
-            new = h.clone()
-            new[mask] = edit(h[mask]).to(h.dtype)
-            return _with_hidden(output, new)
-
-        handle = cont.hook_module.register_forward_hook(hook_fn) if edit is not None else None
-        try:
-            with torch.no_grad():
-                enc = cont(hin)
-        finally:
-            if handle is not None:
-                handle.remove()
+        with torch.no_grad(), cont.replace_output(edit, valid) if edit is not None else contextlib.nullcontext():
+            enc = cont(hin)
         t, p = dec.decode_with_no_speech(enc, max_new_tokens)
         heap.checkpoint()  # decoding allocates caches of ever new lengths: see audiosaebench.heap
         for j, (text, prob) in enumerate(zip(t, p, strict=True)):
