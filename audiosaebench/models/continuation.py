@@ -12,7 +12,12 @@ edits at one hook. Everything below the hook is identical across those runs (and
 * ``start="input"``: from the *input* of the hook's module, which runs too, so the edit sits on
   the real module path (``model.model.encoder.layers[2].output``) at the cost of one more layer.
 
-Both are tested equal to the full forward pass.
+Both are tested equal to the full forward pass. With ``start="output"`` on Whisper, an edit that
+changed only each row's first frames (the tasks edit the clips' valid frames, never the padding) runs
+the first layer above the hook from what its unchanged frames determine, computed once per batch
+(:mod:`audiosaebench.models.unchanged_tail`); edits go through :meth:`Continuation.replace_output`,
+a forward hook on :attr:`Continuation.hook_module`, or pyvene, so the layer sees the states they
+started from.
 
 Readouts return one score per candidate label ([batch, n_labels], log-probabilities):
 
