@@ -1,6 +1,6 @@
 """Performance benchmark: the harness against its physical limit, on the mini suite.
 
-    python bench/run.py [--parts extract,decoder,warm,tasks,floor,limits,memory,models,scale] [--out bench/results.json]
+    python bench/run.py [--parts extract,decoder,tail,warm,tasks,floor,limits,memory,models,scale] [--out bench/results.json]
                         [--saes A,B] [--dtype float32|bfloat16] [--scale-limit 8]
 
 Prints a readable table and writes a JSON report (with the machine it ran on). Parts:
@@ -12,6 +12,11 @@ Prints a readable table and writes a JSON report (with the machine it ran on). P
            non-speech decode's prompt and steps), 34 (a speech decode's) and 70 (past head_dim, so
            the harness projects keys and values as transformers does), and the largest difference
            between their decoder states;
+* tail:    the first encoder layer above the hook on edited hook states (a small shift of every
+           valid frame; the mini speech test clips, and commands test clips cut to 1 s as causal
+           patching cuts them; batches of 8): transformers' layer against the memo of the unchanged
+           frames (audiosaebench.models.unchanged_tail), a pass that finds its entry and the first
+           use (building the entry, then the pass), and the largest difference of their outputs;
 * warm:    `evaluate --tasks fidelity,phoneme_probing` of a second SAE after a first on the same hook,
            against the same SAE in a fresh home (goal >= 10x);
 * tasks:   `evaluate --tasks all` on two SAEs from a fresh home (cold), then again (warm): wall and
@@ -171,6 +176,53 @@ def bench_decoder(report: dict) -> None:
                      "max_abs_difference": max(float((a - b).abs().max()) for a, b in pairs),
                      "max_abs_state": max(float(b.abs().max()) for _, b in pairs), "projected": memories[0].projected})
     report["decoder"] = {"clips": len(man.clips), "batch_size": bs, "device": dev, "passes": rows}
+
+
+def bench_tail(report: dict) -> None:
+    """The first layer above the hook on edited hook states: transformers' layer against the memo of the
+    unchanged frames (audiosaebench.models.unchanged_tail): building an entry, and a pass that finds one."""
+    import torch
+    from torch import nn
+
+    from audiosaebench.data.suites import load_suite
+    from audiosaebench.models.continuation import Continuation
+    from audiosaebench.models.loading import load_adapter
+    from audiosaebench.models.unchanged_tail import TailMemo
+
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    ad = load_adapter(MODEL, device=dev)
+    cont = Continuation(ad, HOOK, nn.Identity())
+    layer = cont._layers[0]
+    rows = []
+    for split, bs, seconds in (("speech_test", 8, None), ("commands_test", 8, 1.0)):
+        man = load_suite("mini").split(split)
+        clips = man.clips[: 6 * bs]
+        batches = []
+        for i in range(0, len(clips), bs):
+            waves = [man.load(c) for c in clips[i : i + bs]]
+            if seconds is not None:  # causal patching's fitted length
+                n = int(seconds * 16_000)
+                waves = [torch.nn.functional.pad(torch.as_tensor(w)[:n], (0, max(0, n - len(w)))).numpy() for w in waves]
+            batch = ad.prepare(waves)
+            states = cont.states(batch)
+            edited = states.clone()
+            gen = torch.Generator().manual_seed(i)
+            for j, v in enumerate(batch.valid_frames):  # a shift of every valid frame, as steering adds one
+                edited[j, :v] += 0.05 * torch.randn(v, states.shape[-1], generator=gen).to(dev)
+            batches.append((states, edited, max(batch.valid_frames)))
+        memo = TailMemo(layer, budget_bytes=1 << 40)
+        with torch.no_grad():
+            t_layer = _best_time(lambda b=batches: [layer(h, None) for _, h, _ in b], dev, 3)
+            t_build = _best_time(lambda b=batches, m=memo: [m._build(s, e) for s, _, e in b], dev, 3)
+            [memo(s, h) for s, h, _ in batches]
+            t_pass = _best_time(lambda b=batches, m=memo: [m(s, h) for s, h, _ in b], dev, 3)
+            diffs = [(memo(s, h) - layer(h, None)).abs().max() for s, h, _ in batches]
+        rows.append({"split": split, "windows": len(clips), "batch_size": bs,
+                     "edited_frames": [e for _, _, e in batches], "layer_s": t_layer, "build_s": t_build,
+                     "pass_s": t_pass, "speedup": t_layer / t_pass, "first_use": t_layer / (t_build + t_pass),
+                     "entry_mb": memo.used / 2**20, "max_abs_difference": float(max(diffs)),
+                     "max_abs_state": float(max(layer(h, None).abs().max() for _, h, _ in batches))})
+    report["tail"] = {"device": dev, "hook": HOOK, "rows": rows}
 
 
 def speed_check() -> float:
@@ -726,6 +778,13 @@ def table(report: dict) -> str:
             how = "keys/values projected" if r["projected"] else "reads the encoder states"
             lines += [f"           {r['tokens']:3d} tokens: {r['transformers_s']:.2f} s vs {r['harness_s']:.2f} s "
                       f"({r['speedup']:.1f}x; {how}; {r['max_abs_difference']:.1e} of {r['max_abs_state']:.0f})"]
+    if "tail" in report:
+        lines += [f"tail     the layer above {report['tail']['hook']} on edited states: transformers' layer vs the memo of the "
+                  "unchanged frames (a pass that finds its entry; building one)"]
+        for r in report["tail"]["rows"]:
+            lines += [f"           {r['split']:14s} {r['windows']} windows, edits up to frame {max(r['edited_frames'])}: "
+                      f"{r['layer_s']:.2f} s vs {r['pass_s']:.2f} s ({r['speedup']:.2f}x; first use {r['first_use']:.2f}x; "
+                      f"{r['entry_mb']:.0f} MB kept; {r['max_abs_difference']:.1e} of {r['max_abs_state']:.0f})"]
     if "warm" in report:
         w = report["warm"]
         lines += [f"warm     second SAE cold (fresh home) {w['second_sae_cold_s']:.1f} s, warm (after the first SAE) "
@@ -787,7 +846,7 @@ def table(report: dict) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--parts", default="extract,decoder,warm,tasks,floor,limits,memory,models,scale")
+    p.add_argument("--parts", default="extract,decoder,tail,warm,tasks,floor,limits,memory,models,scale")
     p.add_argument("--out", default="bench/results.json")
     p.add_argument("--saes", help="two comma-separated SAE folders on encoder.layers.2 of whisper-tiny.en for the warm, "
                                   "tasks, floor and limits parts (default: two random TopK SAEs)")
@@ -806,7 +865,7 @@ def main() -> int:
         print(json.dumps(count_run_flops(args.count_run, args.tasks, args.partner, args.dtype)))
         return 0
     parts = set(args.parts.split(","))
-    unknown = parts - {"extract", "decoder", "warm", "tasks", "floor", "limits", "memory", "models", "scale"}
+    unknown = parts - {"extract", "decoder", "tail", "warm", "tasks", "floor", "limits", "memory", "models", "scale"}
     if unknown:
         p.error(f"unknown parts: {', '.join(sorted(unknown))}")
     saes = args.saes.split(",") if args.saes else None
@@ -834,6 +893,10 @@ def main() -> int:
     if "decoder" in parts:
         with in_private_home(src):
             bench_decoder(report)
+        save()
+    if "tail" in parts:
+        with in_private_home(src):
+            bench_tail(report)
         save()
     if parts & {"warm", "tasks", "floor"}:
         bench_warm_and_tasks(report, src, parts, saes, args.dtype)

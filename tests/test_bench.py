@@ -27,6 +27,10 @@ def test_table_shows_every_part():
              "max_abs_state": 110.0, "projected": False},
             {"tokens": 70, "transformers_s": 3.0, "harness_s": 2.0, "speedup": 1.5, "max_abs_difference": 1e-4,
              "max_abs_state": 90.0, "projected": True}]},
+        "tail": {"device": "cpu", "hook": "encoder.layers.2", "rows": [
+            {"split": "commands_test", "windows": 48, "batch_size": 8, "edited_frames": [50] * 6, "layer_s": 4.0,
+             "build_s": 2.0, "pass_s": 2.5, "speedup": 1.6, "first_use": 0.89, "entry_mb": 400.0,
+             "max_abs_difference": 3e-5, "max_abs_state": 60.0}]},
         "warm": {"tasks": "fidelity,phoneme_probing", "first_sae_cold_s": 80.0, "second_sae_warm_s": 20.0,
                  "second_sae_cold_s": 80.0, "ratio": 4.0, "task_time_cold_s": 30.0, "task_time_warm_s": 15.0,
                  "task_time_ratio": 2.0},
@@ -58,7 +62,8 @@ def test_table_shows_every_part():
     text = bench.table(report)
     for needle in ("1.25 s before the parts, 1.50 s after", "ratio 1.05",
                    "  2 tokens: 2.00 s vs 0.25 s (8.0x; reads the encoder states; 2.0e-04 of 110)",
-                   " 70 tokens: 3.00 s vs 2.00 s (1.5x; keys/values projected; 1.0e-04 of 90)", "ratio 4.0x", "wall 100 s; the first SAE 74 s", "steering 20",
+                   " 70 tokens: 3.00 s vs 2.00 s (1.5x; keys/values projected; 1.0e-04 of 90)",
+                   "commands_test  48 windows, edits up to frame 50: 4.00 s vs 2.50 s (1.60x; first use 0.89x; 400 MB kept; 3.0e-05 of 60)", "ratio 4.0x", "wall 100 s; the first SAE 74 s", "steering 20",
                    "peak RSS 900 MB", "whisper-base", "harness extraction 3.1 s (ratio 0.97)",
                    "(200 and 100 GFLOP/s (before / after the run: 200 / 150 and 90 / 100))", "floor   15.0 s  measured   20.0 s  0.75", "floor   16.0 s  measured   24.0 s  0.67",
                    "200 / 100 GFLOP/s, the best rates", "cold 72.5 s (imports 5.0 + arithmetic 67.5: 11250 GFLOP)",
