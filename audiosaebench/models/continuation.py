@@ -186,19 +186,24 @@ class Continuation(nn.Module):
         return self.readout(h)
 
     @contextlib.contextmanager
-    def replace_output(self, fn: Callable[[torch.Tensor], torch.Tensor], valid_frames: Sequence[int]) -> Iterator[None]:
+    def replace_output(self, fn: Callable[[torch.Tensor], torch.Tensor], valid_frames: Sequence[int],
+                       reused: bool = True) -> Iterator[None]:
         """Within the block, the hook's output is ``fn`` of its valid rows ([n_valid, d] in, the same out;
         padding kept) in every forward. The edit starts from the states handed to ``forward``, so the
-        first layer above the hook can tell which frames it changed (:mod:`audiosaebench.models.unchanged_tail`)."""
+        first layer above the hook can tell which frames it changed (:mod:`audiosaebench.models.unchanged_tail`);
+        ``reused=False`` says those states will not be edited again, so it keeps nothing of them (building
+        an entry and using it once costs a little more than the plain layer)."""
 
         def hook_fn(_module: nn.Module, _inp: Any, output: Any) -> Any:
             return _with_hidden(output, replace_valid_frames(_hidden(output), fn, valid_frames))
 
         handle = self.hook_module.register_forward_hook(hook_fn)
+        memo, self._tail_memo = self._tail_memo, self._tail_memo if reused else None
         try:
             yield
         finally:
             handle.remove()
+            self._tail_memo = memo
 
     def forget_edits(self) -> None:
         """Drop what the first layer above the hook keeps of the batches seen edited (when a caller is
