@@ -203,3 +203,25 @@ def test_continuation_with_an_edit_is_the_same_with_and_without_the_memo(model, 
     with torch.no_grad():
         full = model.model.encoder.layer_norm(_layer(model.model.encoder.layers[1], _edit(s, 8)))
     torch.testing.assert_close(with_memo, full, rtol=1e-5, atol=5e-5)
+
+
+def test_an_edit_not_reused_keeps_nothing(model, monkeypatch):
+    from types import SimpleNamespace
+
+    from audiosaebench.models.continuation import Continuation
+
+    monkeypatch.setenv("AUDIOSAEBENCH_TAIL_MEMO_MB", "64")
+    hook = SimpleNamespace(name="encoder.layers.0", layer=0)
+    adapter = SimpleNamespace(family="whisper", model=model, base_model=model.model, resolve=lambda _name: hook)
+    cont = Continuation(adapter, "encoder.layers.0", nn.Identity(), start="output")
+    s = _states()
+    shift = torch.randn(D, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        with cont.replace_output(lambda x: x + shift, [8, 5, 8], reused=False):
+            once = cont(s)
+        memo = cont._tail_memo
+        assert memo is not None and memo.entries == [] and memo.misses == 0
+        with cont.replace_output(lambda x: x + shift, [8, 5, 8]):
+            kept = cont(s)
+        assert len(memo.entries) == 1 and memo.misses == 1
+    torch.testing.assert_close(once, kept, rtol=1e-5, atol=5e-5)
