@@ -213,7 +213,9 @@ def bench_tail(report: dict) -> None:
         memo = TailMemo(layer, budget_bytes=1 << 40)
         with torch.no_grad():
             t_layer = _best_time(lambda b=batches: [layer(h, None) for _, h, _ in b], dev, 3)
-            t_build = _best_time(lambda b=batches, m=memo: [m._build(s, e) for s, _, e in b], dev, 3)
+            builder = TailMemo(layer, budget_bytes=1 << 40)  # keeps what it builds, as a first use does
+            t_build = _best_time(lambda b=batches, m=builder: (m.clear(), [m._build(s, e) for s, _, e in b]), dev, 3)
+            builder.clear()
             [memo(s, h) for s, h, _ in batches]
             t_pass = _best_time(lambda b=batches, m=memo: [m(s, h) for s, h, _ in b], dev, 3)
             diffs = [(memo(s, h) - layer(h, None)).abs().max() for s, h, _ in batches]
