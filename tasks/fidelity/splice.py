@@ -115,6 +115,7 @@ def whisper_splice(ctx, manifest, hook: str, mean: torch.Tensor, cfg: dict, rng)
     bs = int(cfg["splice_batch_size"])
     model = ad.model
     cont = Continuation(ad, hook, nn.Identity(), start="output")
+    reused = sum(fn is not None for fn in conds.values()) > 1  # a warm run edits each batch once
     for i in range(0, len(clips), bs):
         waves = [manifest.load(c) for c in clips[i : i + bs]]
         batch = ad.prepare(waves)
@@ -128,7 +129,6 @@ def whisper_splice(ctx, manifest, hook: str, mean: torch.Tensor, cfg: dict, rng)
             ids[j, : len(s)] = torch.tensor(s)
             mask[j, len(dec.prompt) - 1 : len(s) - 1] = True
         ntok[i : i + len(seqs)] = mask.sum(1).numpy()
-        reused = sum(fn is not None for fn in conds.values()) > 1  # a warm run edits each batch once
         for name, fn in conds.items():
             with torch.no_grad():
                 with cont.replace_output(fn, batch.valid_frames, reused) if fn is not None else contextlib.nullcontext():
