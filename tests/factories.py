@@ -51,6 +51,23 @@ def tiny_model_dirs(root: Path) -> dict[str, Path]:
     return out
 
 
+def sharp_whisper(d_model: int, heads: int, *, encoder_layers: int, decoder_layers: int, frames: int):
+    """A random-weight WhisperForConditionalGeneration (eval mode) whose weights are large enough that
+    attention is far from uniform, so a wrong key or merge path cannot still match by averaging."""
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    cfg = WhisperConfig(vocab_size=120, d_model=d_model, encoder_layers=encoder_layers, decoder_layers=decoder_layers,
+                        encoder_attention_heads=heads, decoder_attention_heads=heads, encoder_ffn_dim=2 * d_model,
+                        decoder_ffn_dim=2 * d_model, num_mel_bins=80, max_source_positions=frames,
+                        max_target_positions=40, pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1)
+    torch.manual_seed(0)
+    m = WhisperForConditionalGeneration(cfg).eval()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(0, 0.3)
+    return m
+
+
 def random_params(arch: str, d_in: int, d_sae: int, seed: int = 0) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731

@@ -9,24 +9,16 @@ from torch import nn
 
 from audiosaebench.models import unchanged_tail
 from audiosaebench.models.unchanged_tail import TailMemo, attend, attend_by_hand
+from tests.factories import sharp_whisper
 
 D, HEADS, T = 32, 4, 60
 
 
 @pytest.fixture(scope="module")
 def model():
-    from transformers import WhisperConfig, WhisperForConditionalGeneration
-
-    cfg = WhisperConfig(vocab_size=120, d_model=D, encoder_layers=2, decoder_layers=1, encoder_attention_heads=HEADS,
-                        decoder_attention_heads=HEADS, encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=80,
-                        max_source_positions=T, max_target_positions=40, pad_token_id=0, bos_token_id=1,
-                        eos_token_id=2, decoder_start_token_id=1)
-    torch.manual_seed(0)
-    m = WhisperForConditionalGeneration(cfg).eval()
+    m = sharp_whisper(D, HEADS, encoder_layers=2, decoder_layers=1, frames=T)
     with torch.no_grad():
-        for p in m.parameters():
-            p.normal_(0, 0.3)
-        for layer in m.model.encoder.layers:  # sharper attention than the rest's scale gives
+        for layer in m.model.encoder.layers:  # sharper self-attention than the rest's scale gives
             layer.self_attn_layer_norm.weight.normal_(1, 0.2)
             layer.self_attn.q_proj.weight.normal_(0, 0.6)
             layer.self_attn.k_proj.weight.normal_(0, 0.6)

@@ -7,24 +7,14 @@ import pytest
 import torch
 
 from audiosaebench.models.whisper_text_decoder import TextDecoder
+from tests.factories import sharp_whisper
 
 D, HEADS = 32, 4  # head_dim 8: a memory projects once more than 8 queries have been asked of it
 
 
 @pytest.fixture(scope="module")
 def model():
-    from transformers import WhisperConfig, WhisperForConditionalGeneration
-
-    cfg = WhisperConfig(vocab_size=120, d_model=D, encoder_layers=1, decoder_layers=2, encoder_attention_heads=HEADS,
-                        decoder_attention_heads=HEADS, encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=80,
-                        max_source_positions=50, max_target_positions=40, pad_token_id=0, bos_token_id=1,
-                        eos_token_id=2, decoder_start_token_id=1)
-    torch.manual_seed(0)
-    m = WhisperForConditionalGeneration(cfg).eval()
-    with torch.no_grad():
-        for p in m.parameters():
-            p.normal_(0, 0.3)
-    return m
+    return sharp_whisper(D, HEADS, encoder_layers=1, decoder_layers=2, frames=50)
 
 
 @pytest.fixture(scope="module")
