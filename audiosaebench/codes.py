@@ -8,8 +8,6 @@ recently read sets, so later tasks replay z instead of encoding again (see :clas
 
 from __future__ import annotations
 
-import logging
-import os
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,11 +16,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from audiosaebench import budgets
 from audiosaebench.activations.store import ActivationSet
 from audiosaebench.heap import mapping_large_blocks
 from audiosaebench.sae.sae import SAE
 
-log = logging.getLogger(__name__)
 DEFAULT_CHUNK_ROWS = 4096
 
 
@@ -54,12 +52,7 @@ def chunk_rows_for(sae: SAE, budget_bytes: int = 512 << 20) -> int:
 
 def memo_budget_bytes() -> int:
     """``AUDIOSAEBENCH_CODE_MEMO_MB`` (default 256; 0 turns the memo off)."""
-    raw = os.environ.get("AUDIOSAEBENCH_CODE_MEMO_MB", "256")
-    try:
-        return max(0, int(float(raw) * (1 << 20)))
-    except (ValueError, OverflowError):
-        log.warning("AUDIOSAEBENCH_CODE_MEMO_MB=%r is not a number; the code memo is off", raw)
-        return 0
+    return budgets.from_env("AUDIOSAEBENCH_CODE_MEMO_MB", "256", budgets.MB, "the code memo")
 
 
 @dataclass

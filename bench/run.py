@@ -188,6 +188,7 @@ def bench_tail(report: dict) -> None:
     from audiosaebench.models.continuation import Continuation
     from audiosaebench.models.loading import load_adapter
     from audiosaebench.models.unchanged_tail import TailMemo
+    from audiosaebench_tasks.causal_patching.compute import _fit_length
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     ad = load_adapter(MODEL, device=dev)
@@ -200,9 +201,8 @@ def bench_tail(report: dict) -> None:
         batches = []
         for i in range(0, len(clips), bs):
             waves = [man.load(c) for c in clips[i : i + bs]]
-            if seconds is not None:  # causal patching's fitted length
-                n = int(seconds * 16_000)
-                waves = [torch.nn.functional.pad(torch.as_tensor(w)[:n], (0, max(0, n - len(w)))).numpy() for w in waves]
+            if seconds is not None:  # cut or padded as causal patching fits its clips
+                waves = [_fit_length(w, int(seconds * 16_000)) for w in waves]
             batch = ad.prepare(waves)
             states = cont.states(batch)
             edited = states.clone()
@@ -218,12 +218,13 @@ def bench_tail(report: dict) -> None:
             builder.clear()
             [memo(s, h) for s, h, _ in batches]
             t_pass = _best_time(lambda b=batches, m=memo: [m(s, h) for s, h, _ in b], dev, 3)
-            diffs = [(memo(s, h) - layer(h, None)).abs().max() for s, h, _ in batches]
+            refs = [layer(h, None) for _, h, _ in batches]
+            diffs = [(memo(s, h) - r).abs().max() for (s, h, _), r in zip(batches, refs, strict=True)]
         rows.append({"split": split, "windows": len(clips), "batch_size": bs,
                      "edited_frames": [e for _, _, e in batches], "layer_s": t_layer, "build_s": t_build,
                      "pass_s": t_pass, "speedup": t_layer / t_pass, "first_use": t_layer / (t_build + t_pass),
                      "entry_mb": memo.used / 2**20, "max_abs_difference": float(max(diffs)),
-                     "max_abs_state": float(max(layer(h, None).abs().max() for _, h, _ in batches))})
+                     "max_abs_state": float(max(r.abs().max() for r in refs))})
     report["tail"] = {"device": dev, "hook": HOOK, "rows": rows}
 
 

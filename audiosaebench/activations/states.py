@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from audiosaebench import paths
+from audiosaebench import budgets, paths
 from audiosaebench.models.base import Batch, _StopForward
 
 log = logging.getLogger(__name__)
@@ -42,12 +41,7 @@ _full_warned: set[Path] = set()
 
 
 def budget_bytes() -> int:
-    raw = os.environ.get("AUDIOSAEBENCH_STATE_CACHE_GB", "4")
-    try:
-        return int(float(raw) * 2**30)
-    except ValueError:
-        log.warning("AUDIOSAEBENCH_STATE_CACHE_GB=%r is not a number; the state cache is off", raw)
-        return 0
+    return budgets.from_env("AUDIOSAEBENCH_STATE_CACHE_GB", "4", budgets.GB, "the state cache")
 
 
 def folder() -> Path:

@@ -75,6 +75,21 @@ def replace_valid_frames(h: torch.Tensor, fn: Callable[[torch.Tensor], torch.Ten
     return new
 
 
+def replacing_hook(fn: Callable[[torch.Tensor], torch.Tensor],
+                   valid_frames: Sequence[int] | None = None) -> Callable[..., Any]:
+    """A forward hook that replaces a module's output by ``fn`` of it: of its valid rows
+    (:func:`replace_valid_frames`, padding kept) when ``valid_frames`` is given, else of the whole
+    [batch, frames, d] output."""
+
+    def hook_fn(_module: torch.nn.Module, _inp: Any, output: Any) -> Any:
+        h = _hidden(output)
+        if valid_frames is None:
+            return _with_hidden(output, fn(h).to(h.dtype))
+        return _with_hidden(output, replace_valid_frames(h, fn, valid_frames))
+
+    return hook_fn
+
+
 class AudioModelAdapter:
     """Base class; subclasses set ``family`` and implement the input side."""
 
@@ -203,15 +218,7 @@ class AudioModelAdapter:
         With ``valid_frames``, ``fn`` receives only the valid rows, as a [n_valid, d] tensor (so an
         SAE never runs on padding); without, it receives the whole [batch, frames, d] output.
         """
-        module = self.module(hook)
-
-        def hook_fn(_module: torch.nn.Module, _inp: Any, output: Any) -> Any:
-            h = _hidden(output)
-            if valid_frames is None:
-                return _with_hidden(output, fn(h).to(h.dtype))
-            return _with_hidden(output, replace_valid_frames(h, fn, valid_frames))
-
-        handle = module.register_forward_hook(hook_fn)
+        handle = self.module(hook).register_forward_hook(replacing_hook(fn, valid_frames))
         try:
             yield
         finally:

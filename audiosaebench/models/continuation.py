@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from audiosaebench.errors import AudioSAEBenchError
-from audiosaebench.models.base import Batch, _hidden, _with_hidden, replace_valid_frames
+from audiosaebench.models.base import Batch, _hidden, replacing_hook
 from audiosaebench.models.hooks import FINAL_NORM
 from audiosaebench.models.unchanged_tail import TailMemo
 
@@ -193,11 +193,7 @@ class Continuation(nn.Module):
         first layer above the hook can tell which frames it changed (:mod:`audiosaebench.models.unchanged_tail`);
         ``reused=False`` says those states will not be edited again, so it keeps nothing of them (building
         an entry and using it once costs a little more than the plain layer)."""
-
-        def hook_fn(_module: nn.Module, _inp: Any, output: Any) -> Any:
-            return _with_hidden(output, replace_valid_frames(_hidden(output), fn, valid_frames))
-
-        handle = self.hook_module.register_forward_hook(hook_fn)
+        handle = self.hook_module.register_forward_hook(replacing_hook(fn, valid_frames))
         memo, self._tail_memo = self._tail_memo, self._tail_memo if reused else None
         try:
             yield

@@ -27,34 +27,26 @@ asked, the layer in eval mode with no hooks on it or its submodules, at most hal
 changed. An entry is found again by the tail's content (two fixed random projections of every tail
 frame, compared exactly), so a batch whose tail matches an entry may use it whatever the tensor's
 identity; the tail is all the entry depends on. Entries are kept until ``AUDIOSAEBENCH_TAIL_MEMO_MB``
-(default 1024; 0 turns the memo off) is full; later batches run without one (the tasks sweep their
+(default 1024; 0 turns the memo off) is full; later batches build an entry for the pass and drop it (the tasks sweep their
 batches in the same order for every setting, so evicting the oldest would miss every time).
 """
 
 from __future__ import annotations
 
-import logging
-import os
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from audiosaebench import heap
+from audiosaebench import budgets, heap
 
-log = logging.getLogger(__name__)
 QUERY_BLOCK = 256  # rows of queries per block where the attention is written out by hand
 
 
 def memo_budget_bytes() -> int:
     """``AUDIOSAEBENCH_TAIL_MEMO_MB`` (default 1024; 0 turns the memo off)."""
-    raw = os.environ.get("AUDIOSAEBENCH_TAIL_MEMO_MB", "1024")
-    try:
-        return max(0, int(float(raw) * (1 << 20)))
-    except (ValueError, OverflowError):
-        log.warning("AUDIOSAEBENCH_TAIL_MEMO_MB=%r is not a number; the tail memo is off", raw)
-        return 0
+    return budgets.from_env("AUDIOSAEBENCH_TAIL_MEMO_MB", "1024", budgets.MB, "the tail memo")
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,8 +91,8 @@ def _buffer(numel: int, device: torch.device) -> torch.Tensor:
 
     The tasks' forwards run with freed blocks kept in the heap for the next forward
     (:func:`audiosaebench.heap.reusing_freed_blocks`); entries that live on between those forwards
-    would split the freed region there, so that the next forward's tensors no longer fit, and the
-    heap's guard would count them as its growth and hand the forwards' pages back at every step."""
+    could split the freed region there, as the code memo's small blocks did (docs/performance.md), and
+    counted as the heap's growth they made its guard hand the forwards' pages back at every step."""
     if device.type != "cpu":
         return torch.empty(numel, dtype=torch.float32, device=device)
     return torch.frombuffer(heap.anonymous_mapping(4 * numel + 4), dtype=torch.float32)[:numel]
@@ -202,7 +194,7 @@ class TailMemo:
         out_th, lse_th = attend(m.q.to(dt), kh, vh)
         lse = torch.logaddexp(m.lse, lse_th)
         tail = m.out * (m.lse - lse).exp()[..., None] + out_th.float() * (lse_th - lse).exp()[..., None]
-        attn = torch.cat([head, tail.to(h.dtype)], 2).transpose(1, 2).reshape(b, t, d)
+        attn = torch.cat([head, tail.to(dt)], 2).transpose(1, 2).reshape(b, t, d)
         x = h + layer.self_attn.out_proj(attn)
         x = x + layer.fc2(layer.activation_fn(layer.fc1(layer.final_layer_norm(x))))
         if x.dtype == torch.float16:  # as the layer clamps
