@@ -49,7 +49,8 @@ def hf_parquet(tmp_path):
         for spk in spks:
             for u in range(3):
                 uid = f"{spk}-100-{u:04d}"
-                x = _tone(12000 + 1000 * u, 200 + int(spk) % 50)
+                # one test-clean utterance is longer than Whisper's 30 s window, as some in LibriSpeech are
+                x = _tone(16000 * 31 if uid == "121-100-0002" else 12000 + 1000 * u, 200 + int(spk) % 50)
                 waves[uid] = x
                 rows["id"].append(uid)
                 rows["sex"].append("F" if spk in ("84", "61") else "M")
@@ -134,3 +135,26 @@ def test_missing_hf_dataset_is_one_line(tmp_path):
     with pytest.raises(DataError, match="cannot load Hugging Face dataset") as e:
         load_hf("nobody/no-such-dataset", "train")
     assert "\n" not in str(e.value)
+
+
+def test_every_task_runs_on_the_full_suite_replica(tmp_path, hf_parquet, tiny_en_dir):
+    """`evaluate --tasks all` on the full suite's layout (a clip longer than 30 s included) with the
+    real Whisper tiny.en: every task writes a valid result, a number or a stated reason."""
+    from audiosaebench.baselines import random_sae
+    from audiosaebench.data.suites import load_suite
+    from audiosaebench.evaluation import evaluate
+
+    sources, _ = hf_parquet
+    prepare_full(tmp_path / "full", from_hf=True, hf_sources=sources)
+    suite = load_suite("full", tmp_path / "full")
+    assert max(c.duration_s for c in suite.split("speech_test")) > 30
+    sae = random_sae(384, 1536, 32, "openai/whisper-tiny.en", "encoder.layers.2", seed=0)
+    recs = evaluate([sae], "all", suite=suite, out=tmp_path / "out", progress=False)
+    from audiosaebench.registry import task_names
+
+    assert sorted(r["task"]["name"] for r in recs) == sorted(task_names())
+    for r in recs:
+        m = r["metrics"]
+        assert m["values"][m["main_score"]] is not None or m["reasons"].get(m["main_score"]), r["task"]["name"]
+    fid = next(r for r in recs if r["task"]["name"] == "fidelity")
+    assert fid["details"]["splice_clips_too_long"] == 1 and fid["details"]["splice_clips"] == 5
