@@ -143,6 +143,7 @@ def test_every_task_runs_on_the_full_suite_replica(tmp_path, hf_parquet, tiny_en
     from audiosaebench.baselines import random_sae
     from audiosaebench.data.suites import load_suite
     from audiosaebench.evaluation import evaluate
+    from audiosaebench.registry import task_names
 
     sources, _ = hf_parquet
     prepare_full(tmp_path / "full", from_hf=True, hf_sources=sources)
@@ -150,8 +151,6 @@ def test_every_task_runs_on_the_full_suite_replica(tmp_path, hf_parquet, tiny_en
     assert max(c.duration_s for c in suite.split("speech_test")) > 30
     sae = random_sae(384, 1536, 32, "openai/whisper-tiny.en", "encoder.layers.2", seed=0)
     recs = evaluate([sae], "all", suite=suite, out=tmp_path / "out", progress=False)
-    from audiosaebench.registry import task_names
-
     assert sorted(r["task"]["name"] for r in recs) == sorted(task_names())
     for r in recs:
         m = r["metrics"]

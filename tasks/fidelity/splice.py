@@ -107,11 +107,11 @@ def whisper_splice(ctx, manifest, hook: str, mean: torch.Tensor, cfg: dict, rng)
     # the reference transcript is of the whole clip and cannot be split between 30 s windows: a clip
     # longer than one window is left out of the splice (LibriSpeech test-clean has some up to 35 s)
     fits = [c for c in manifest.clips if c.n_samples <= WHISPER_WINDOW_SAMPLES]
-    too_long = [c.clip_id for c in manifest.clips if c.n_samples > WHISPER_WINDOW_SAMPLES]
+    too_long = len(manifest.clips) - len(fits)
     clips = fits[: int(cfg["splice_max_clips"])] if cfg["splice_max_clips"] else fits
     if not clips:
         return {}, {}, {"loss_recovered": f"no clip of {manifest.name} fits one 30 s Whisper window"}, {
-            "splice_clips": 0, "splice_clips_too_long": len(too_long)}
+            "splice_clips": 0, "splice_clips_too_long": too_long}
     cache = _cache_path(ad, hook, manifest, mean, cfg)
     shared = _load_shared(cache)
     if shared is not None and len(shared["ntok"]) == len(clips):
@@ -175,7 +175,7 @@ def whisper_splice(ctx, manifest, hook: str, mean: torch.Tensor, cfg: dict, rng)
         boots.append(_recovered(ce, ntok, "zero", pick))
     b = [x for x in boots if x is not None and np.isfinite(x)]
     unc = {"loss_recovered": [float(np.percentile(b, 2.5)), float(np.percentile(b, 97.5))]} if b else {}
-    details = {"splice_clips": n, "splice_tokens": int(ntok.sum()), "splice_clips_too_long": len(too_long),
+    details = {"splice_clips": n, "splice_tokens": int(ntok.sum()), "splice_clips_too_long": too_long,
                "examples": [{"ref": r, "clean": h0, "sae": h1} for r, h0, h1 in list(zip(refs, hyps["clean"], hyps["sae"], strict=True))[:5]]}
     return {k: finite_or_none(v) for k, v in values.items()}, unc, {}, details
 
