@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from audiosaebench.data.audio import pcm_sha256, write_wav
-from audiosaebench.data.manifest import Clip, Manifest
+from audiosaebench.data.audio import write_wav
+from audiosaebench.data.layouts import _clip
+from audiosaebench.data.manifest import Manifest
 from audiosaebench.data.suites import Suite
 
 MODEL = "openai/whisper-tiny.en"
@@ -20,8 +21,7 @@ def _manifest(root, name: str, seconds: list[float]) -> Manifest:
         n = int(s * 16_000)
         x = (0.1 * np.sin(2 * np.pi * 220 * np.arange(n) / 16_000) + 0.01 * rng.standard_normal(n)).astype(np.float32)
         write_wav(root / f"{name}-{i}.wav", x)
-        clips.append(Clip(f"{name}-{i}", f"{name}-{i}.wav", n, 16_000, pcm_sha256(x), speaker="s",
-                          labels={"text": "hello world"}))
+        clips.append(_clip(root, root / f"{name}-{i}.wav", f"{name}-{i}", speaker="s", labels={"text": "hello world"}))
     return Manifest(f"long-{name}", "test", "t1", tuple(clips), str(root))
 
 

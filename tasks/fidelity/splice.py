@@ -101,9 +101,6 @@ def whisper_splice(ctx, manifest, hook: str, mean: torch.Tensor, cfg: dict, rng)
     if tok_file is None or not tok_file.exists():
         reason = "no tokenizer.json next to the model"
         return {}, {}, {"loss_recovered": reason}, {}
-    dec = WhisperDecoder(ad, tok_file)
-    tok = Tokenizer.from_file(str(tok_file))
-    conds = _conditions(sae, mean)
     # the reference transcript is of the whole clip and cannot be split between 30 s windows: a clip
     # longer than one window is left out of the splice (LibriSpeech test-clean has some up to 35 s)
     fits = [c for c in manifest.clips if c.n_samples <= WHISPER_WINDOW_SAMPLES]
@@ -112,6 +109,9 @@ def whisper_splice(ctx, manifest, hook: str, mean: torch.Tensor, cfg: dict, rng)
     if not clips:
         return {}, {}, {"loss_recovered": f"no clip of {manifest.name} fits one 30 s Whisper window"}, {
             "splice_clips": 0, "splice_clips_too_long": too_long}
+    dec = WhisperDecoder(ad, tok_file)
+    tok = Tokenizer.from_file(str(tok_file))
+    conds = _conditions(sae, mean)
     cache = _cache_path(ad, hook, manifest, mean, cfg)
     shared = _load_shared(cache)
     if shared is not None and len(shared["ntok"]) == len(clips):
