@@ -130,6 +130,28 @@ def test_greedy_decoding_drops_finished_rows_without_changing_any(mini, tiny_en_
 
 
 @pytest.mark.slow
+def test_each_row_stops_at_its_own_token_limit(mini, tiny_en_dir):
+    """steering gives every window its own limit: a row cut at its limit is the prefix of its longer
+    decode, and a row that ends before its limit is what it is alone."""
+    from audiosaebench.models.loading import load_adapter
+    from audiosaebench.models.whisper_decode import WhisperDecoder
+
+    ad = load_adapter(str(tiny_en_dir))
+    dec = WhisperDecoder(ad, tiny_en_dir / "tokenizer.json")
+    man = mini[1]["speech_test"]
+    batch = ad.prepare([man.load(c) for c in man.clips[:4]])
+    enc = ad.base_model.encoder(batch.inputs["input_features"]).last_hidden_state
+    full, _ = dec.decode_with_no_speech(enc, 40)
+    ids = [dec.tok.encode(" " + t, add_special_tokens=False).ids for t in full]
+    limits = [2, 5, 40, 3]
+    cut, _ = dec.decode_with_no_speech(enc, limits)
+    for text, row, n in zip(cut, ids, limits, strict=True):
+        assert text == dec.tok.decode(row[:n]).strip(), (text, row, n)
+    assert cut[2] == full[2] and len(ids[2]) < 40  # it ended on its own
+    assert [len(dec.tok.encode(" " + t, add_special_tokens=False).ids) for t in (cut[0], cut[3])] == [2, 3]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("asked,projects", [(3, False), (60, True), (70, False)])
 def test_a_decode_going_on_from_an_earlier_passs_encoder_memory(mini, tiny_en_dir, asked, projects):
     """fidelity hands the greedy decode the encoder memory of its teacher-forced pass over the same

@@ -7,7 +7,12 @@ import pytest
 import torch
 
 from audiosaebench.sae import SAE, SAEInfo
-from audiosaebench_tasks.steering.compute import _operating_point, _reduction, hallucinated
+from audiosaebench_tasks.steering.compute import (
+    _operating_point,
+    _reduction,
+    hallucinated,
+    speech_token_limits,
+)
 from tests import factories as fx
 
 
@@ -19,6 +24,19 @@ def test_operating_point_is_the_largest_alpha_within_the_wer_budget():
     assert _operating_point([0.1, 0.5, 0.5, 0.5, 0.5], alphas, 0.01) == 0  # alpha 0 always qualifies
     assert _reduction(np.array([1, 1, 0, 0]), np.array([1, 0, 0, 0])) == 0.5
     assert _reduction(np.zeros(4), np.zeros(4)) is None
+
+
+def test_speech_windows_decode_up_to_a_limit_set_by_their_length():
+    """1.0.0 cut every speech window at 32 tokens, which truncated LibriSpeech's long utterances (up
+    to 35 s, ≈ 100 words) and counted the lost words as errors at every alpha; 1.1.0 gives a window
+    8 tokens a second (at least 32, so the mini suite's windows of at most 3.4 s keep 32, and at most
+    224, Whisper's own limit for a 30 s window)."""
+    from audiosaebench_tasks.steering import SteeringTask
+
+    cfg = SteeringTask.default_config
+    rule = (cfg["tokens_per_second"], cfg["min_token_limit"], cfg["max_new_tokens"])
+    assert speech_token_limits([0.5, 3.37, 4.0, 12.3, 30.0, 5.0], *rule) == [32, 32, 32, 99, 224, 40]
+    assert SteeringTask.metadata.version == "1.1.0"
 
 
 def test_hallucination_is_a_non_empty_normalised_transcript():

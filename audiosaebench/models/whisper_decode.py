@@ -2,7 +2,7 @@
 
 Prompt: ``<|startoftranscript|>`` (+ ``<|en|><|transcribe|>`` for multilingual models) +
 ``<|notimestamps|>``; greedy argmax with the model's suppress lists; stops at end-of-text or after
-``max_new_tokens``; a row that ends leaves the batch and the caches, so a batch whose one row loops
+``max_new_tokens`` (one limit, or one per row); a row that ends leaves the batch and the caches, so a batch whose one row loops
 to the token limit costs one row per step, not the batch. The decoder passes are
 :mod:`audiosaebench.models.whisper_text_decoder`'s (transformers' weights, cross-attention computed
 from the encoder states while few queries have been asked of them). Decoding uses ``tokenizers``
@@ -92,27 +92,33 @@ class WhisperDecoder:
         return self.decode_with_no_speech(enc, max_new_tokens, memory)[0]
 
     @torch.no_grad()
-    def decode_with_no_speech(self, enc: torch.Tensor, max_new_tokens: int = 96,
+    def decode_with_no_speech(self, enc: torch.Tensor, max_new_tokens: int | Sequence[int] = 96,
                               memory: Any = None) -> tuple[list[str], list[float | None]]:
         """Greedy transcripts and, as openai-whisper computes it, the probability of the no-speech token
         right after ``<|startoftranscript|>`` (None when the vocabulary has no such token).
+
+        ``max_new_tokens``: one limit for every row, or one per row (a row leaves the batch at its own).
 
         ``memory``: the :class:`~audiosaebench.models.whisper_text_decoder.EncoderMemory` of an earlier
         decoder pass over this same ``enc`` (fidelity's teacher-forced pass), so keys and values it has
         projected are reused and its count of queries goes on; left as it was (rows that finish leave a
         copy of it)."""
         positions = self.text_decoder.positions
-        if len(self.prompt) + max_new_tokens > positions:
-            raise TaskError(f"max_new_tokens = {max_new_tokens} does not fit Whisper's {positions} decoder positions "
+        b = enc.shape[0]
+        limits = [int(max_new_tokens)] * b if isinstance(max_new_tokens, int) else [int(n) for n in max_new_tokens]
+        if len(limits) != b or min(limits, default=1) < 1:
+            raise TaskError(f"max_new_tokens: {len(limits)} limits of at least 1 are needed for {b} rows, got {limits}")
+        most = max(limits, default=0)
+        if len(self.prompt) + most > positions:
+            raise TaskError(f"max_new_tokens = {most} does not fit Whisper's {positions} decoder positions "
                             f"after the {len(self.prompt)}-token prompt; use at most {positions - len(self.prompt)}")
         text = self.text_decoder
-        b = enc.shape[0]
         if memory is None:
             memory = text.memory(enc)
         else:
             memory = copy.copy(memory)
         ids = torch.tensor([self.prompt] * b, device=enc.device)
-        cache = text.cache(b, len(self.prompt) + max_new_tokens, enc)
+        cache = text.cache(b, len(self.prompt) + most, enc)
         hidden = text(ids, memory, cache)
         if self.no_speech is None:
             no_speech: list[float | None] = [None] * b
@@ -120,7 +126,7 @@ class WhisperDecoder:
             no_speech = self._logits(hidden[:, 0]).softmax(-1)[:, self.no_speech].tolist()
         tokens: list[list[int]] = [[] for _ in range(b)]
         active = list(range(b))  # rows still decoding; finished rows leave the batch and the caches
-        for step in range(max_new_tokens):
+        for step in range(most):
             logits = self._logits(hidden[:, -1])
             if len(self.suppress):
                 logits[:, self.suppress] = -torch.inf
@@ -128,10 +134,12 @@ class WhisperDecoder:
             if step == 0:
                 logits[:, self.begin_suppress] = -torch.inf
             nxt = logits.argmax(-1).tolist()
-            keep = [j for j, t in enumerate(nxt) if t != self.eot]
-            for j in keep:
-                tokens[active[j]].append(nxt[j])
-            if not keep or step == max_new_tokens - 1:
+            for j, t in enumerate(nxt):
+                if t != self.eot:
+                    tokens[active[j]].append(t)
+            # a row ends at end-of-text or at its own limit
+            keep = [j for j, t in enumerate(nxt) if t != self.eot and step + 1 < limits[active[j]]]
+            if not keep:
                 break
             if len(keep) < len(active):
                 index = torch.tensor(keep, device=enc.device)

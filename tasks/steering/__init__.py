@@ -10,7 +10,7 @@ class SteeringTask(Task):
     state_families = ("whisper",)
     metadata = TaskMetadata(
         name="steering",
-        version="1.0.0",
+        version="1.1.0",
         description=(
             "AudioSAE's hallucination suppression (Whisper only). A logistic regression on clip-level max-pooled "
             "codes separates non-speech train clips Whisper hallucinates on from speech; its top features by |beta| "
@@ -34,7 +34,9 @@ class SteeringTask(Task):
         "wer_budget": 0.01,
         "probe_C": 1.0,
         "max_speech_clips": 24,
-        "max_new_tokens": 32,
+        "tokens_per_second": 8.0,
+        "min_token_limit": 32,
+        "max_new_tokens": 224,
         "nonspeech_max_new_tokens": 6,
         "batch_size": 16,
         "bootstrap_resamples": 1000,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from audiosaebench import heap
 from audiosaebench.cache import cached_json
 from audiosaebench.codes import iter_codes, pooled_clip_codes
 from audiosaebench.hashing import finite_or_none
+from audiosaebench.models.frames import SAMPLE_RATE
 from audiosaebench.models.whisper_decode import corpus_wer, normalize_text
 from audiosaebench.task import TaskContext, TaskResult
 
@@ -23,7 +25,8 @@ log = logging.getLogger(__name__)
 # 2: continuation from the hook output (cached states); 3: LM head as W @ h.T; 4: finished rows
 # leave the decode batch; 5: the harness's text decoder (audiosaebench.models.whisper_text_decoder);
 # 6: steered runs take the first layer above the hook from its unchanged frames (models.unchanged_tail)
-CACHE_VERSION = 6
+# 7: speech windows decode up to a limit set by their length (task 1.1.0)
+CACHE_VERSION = 7
 Edit = Callable[[torch.Tensor], torch.Tensor] | None
 
 
@@ -33,12 +36,14 @@ class Windows:
     def __init__(self, cont, manifest, indices: list[int], batch_size: int):
         ad = cont.adapter
         self.clip_of: list[int] = []
+        self.seconds: list[float] = []  # each window's audio
         self.valid: list[int] = []
         self.states: list[torch.Tensor] = []
         waves = []
         for ci, i in enumerate(indices):
             for seg in ad.segments(manifest.load(manifest.clips[i], verify=True)):
                 self.clip_of.append(ci)
+                self.seconds.append(len(seg) / SAMPLE_RATE)
                 waves.append(seg)
         for start in range(0, len(waves), batch_size):
             batch = ad.prepare(waves[start : start + batch_size])
@@ -47,9 +52,15 @@ class Windows:
         self.n_clips = len(indices)
 
 
-def _transcribe(cont, dec, w: Windows, edit: Edit, max_new_tokens: int, batch_size: int):
+def speech_token_limits(seconds: list[float], per_second: float, floor: int, cap: int) -> list[int]:
+    """Each window's decode limit: ``per_second`` tokens per second of its audio, at least ``floor``,
+    at most ``cap`` (Whisper's own limit for a 30 s window is 224 = 7.5 a second)."""
+    return [min(cap, max(floor, math.ceil(per_second * s))) for s in seconds]
+
+
+def _transcribe(cont, dec, w: Windows, edit: Edit, max_new_tokens: int | list[int], batch_size: int):
     """Per clip: transcript (windows joined) and mean no-speech probability, with ``edit`` applied to the
-    hook output's valid frames."""
+    hook output's valid frames; ``max_new_tokens``: one limit, or one per window."""
     texts: list[list[str]] = [[] for _ in range(w.n_clips)]
     nsp: list[list[float]] = [[] for _ in range(w.n_clips)]
     for start in range(0, len(w.states), batch_size):
@@ -57,7 +68,8 @@ def _transcribe(cont, dec, w: Windows, edit: Edit, max_new_tokens: int, batch_si
         valid = w.valid[start : start + batch_size]
         with torch.no_grad(), cont.replace_output(edit, valid) if edit is not None else contextlib.nullcontext():
             enc = cont(hin)
-        t, p = dec.decode_with_no_speech(enc, max_new_tokens)
+        limit = max_new_tokens if isinstance(max_new_tokens, int) else max_new_tokens[start : start + batch_size]
+        t, p = dec.decode_with_no_speech(enc, limit)
         heap.checkpoint()  # decoding allocates caches of ever new lengths: see audiosaebench.heap
         for j, (text, prob) in enumerate(zip(t, p, strict=True)):
             ci = w.clip_of[start + j]
@@ -145,10 +157,11 @@ def run_steering(ctx: TaskContext) -> TaskResult:
     n_sp = min(len(m_sp), int(cfg["max_speech_clips"]))
     sp_idx = sorted(rng.choice(len(m_sp), n_sp, replace=False).tolist())
     refs = [m_sp.clips[i].labels["text"] for i in sp_idx]
-    ns_tokens, sp_tokens = int(cfg["nonspeech_max_new_tokens"]), int(cfg["max_new_tokens"])
+    ns_tokens = int(cfg["nonspeech_max_new_tokens"])
+    sp_rule = (float(cfg["tokens_per_second"]), int(cfg["min_token_limit"]), int(cfg["max_new_tokens"]))
     key = {"model": ad.identity.to_dict(), "dtype": str(ad.dtype), "hook": cont.hook.name,
            "manifests": [m.sha256 for m in (m_nstr, m_sptr, m_ns, m_sp)], "speech": sp_idx,
-           "tokens": [ns_tokens, sp_tokens]}
+           "tokens": [ns_tokens, *sp_rule]}
     lazy: dict[str, Windows] = {}
 
     def windows(name: str) -> Windows:
@@ -162,7 +175,8 @@ def run_steering(ctx: TaskContext) -> TaskResult:
         return _transcribe(cont, dec, windows("ns"), edit, ns_tokens, bs)
 
     def run_sp(edit):
-        return _transcribe(cont, dec, windows("sp"), edit, sp_tokens, bs)
+        w = windows("sp")
+        return _transcribe(cont, dec, w, edit, speech_token_limits(w.seconds, *sp_rule), bs)
 
     def unsteered() -> dict:
         tr_texts, tr_nsp = _transcribe(cont, dec, windows("nstr"), None, ns_tokens, bs)
