@@ -47,3 +47,26 @@ def test_whisper_splice_leaves_out_clips_longer_than_one_window(tiny_en_dir, tmp
     assert rec["metrics"]["values"]["splice_recovered"] is None
     assert "30 s" in rec["metrics"]["reasons"]["splice_recovered"]
     assert rec["details"]["splice_clips_too_long"] == 1
+
+
+def test_whisper_splice_decodes_each_clip_up_to_a_limit_set_by_its_length(tiny_en_dir, tmp_path, monkeypatch):
+    """fidelity 1.1.0: 8 tokens per second of the clip, 96 to 224 (1.0.0 stopped every clip at 96
+    tokens, which cut LibriSpeech's longest utterances short in wer_clean and wer_sae)."""
+    from audiosaebench.baselines import identity_sae
+    from audiosaebench.evaluation import evaluate
+    from audiosaebench.models.whisper_decode import WhisperDecoder
+
+    asked = []
+    decode = WhisperDecoder.decode_encoder_states
+
+    def spy(self, enc, max_new_tokens=96, memory=None):
+        asked.append(list(max_new_tokens))
+        return decode(self, enc, max_new_tokens, memory)
+
+    monkeypatch.setattr(WhisperDecoder, "decode_encoder_states", spy)
+    speech = _manifest(tmp_path, "speech", [2.0, 14.2, 29.9])
+    other = _manifest(tmp_path, "other", [1.0])
+    suite = Suite("limits", {"speech_test": speech, "nonspeech_test": other, "commands_test": other}, submittable=False)
+    rec = evaluate([identity_sae(384, MODEL, HOOK)], "fidelity", suite=suite, out=tmp_path / "out", progress=False)[0]
+    assert asked == [[96, 114, 224]] * 2  # the clean and the spliced decode
+    assert rec["config"]["max_new_tokens"] == 224 and rec["task"]["version"] == "1.1.0"

@@ -15,9 +15,11 @@ from audiosaebench.leaderboard.export import export
 from audiosaebench.leaderboard.site import build_site
 from audiosaebench.leaderboard.submission import load_submissions
 from audiosaebench.leaderboard.table import build_table
+from audiosaebench.registry import get_task
 from tests import factories as fx
 
 HOSTILE = "<script>alert(1)</script>"
+FIDELITY = get_task("fidelity").metadata.version  # the installed version, which results get by default
 
 
 @pytest.fixture
@@ -44,8 +46,8 @@ def board(tmp_path):
 def test_table_separates_versions_and_data_and_keeps_missing_cells_missing(board):
     t = build_table(load_submissions(board))
     fid = [c for c in t["columns"] if c["task"] == "fidelity"]
-    assert len(fid) == 3  # 1.0.0 on two data versions, and 0.9.0
-    assert {c["version"] for c in fid} == {"1.0.0", "0.9.0"}
+    assert len(fid) == 3  # the installed version on two data versions, and 0.9.0
+    assert {c["version"] for c in fid} == {FIDELITY, "0.9.0"}
     assert sum("data " in c["label"] for c in fid) == 2
     (cov,) = [c for c in t["columns"] if c["task"] == "coverage"]
     assert cov["key"] not in t["cells"]["beta"]  # missing, not zero, not averaged
@@ -128,12 +130,12 @@ def test_page_in_headless_chromium(board, tmp_path):
             drv.switch_to.alert.text  # noqa: B018
         # sorting by the main fidelity column: higher is better, so descending, missing last
         col = next(th for th in drv.find_elements(By.CSS_SELECTOR, "#board thead th")
-                   if th.text.startswith("fidelity 1.0.0") and "data" in th.text
+                   if th.text.startswith(f"fidelity {FIDELITY}") and "data" in th.text
                    and drv.execute_script("return arguments[0].dataset.key", th).endswith(_fp(board, "alpha")))
         col.find_element(By.TAG_NAME, "button").click()
         ids = [r.get_attribute("data-id") for r in drv.find_elements(By.CSS_SELECTOR, "#board tbody tr")]
         assert ids[:3] == ["alpha", "beta", "random-baseline"], ids
-        th = next(t for t in drv.find_elements(By.CSS_SELECTOR, "#board thead th") if t.text.startswith("fidelity 1.0.0")
+        th = next(t for t in drv.find_elements(By.CSS_SELECTOR, "#board thead th") if t.text.startswith(f"fidelity {FIDELITY}")
                   and "data" in t.text and drv.execute_script("return arguments[0].dataset.key", t).endswith(_fp(board, "alpha")))
         assert th.get_attribute("aria-sort") == "descending"
         th.find_element(By.TAG_NAME, "button").click()

@@ -11,7 +11,6 @@ from audiosaebench_tasks.steering.compute import (
     _operating_point,
     _reduction,
     hallucinated,
-    speech_token_limits,
 )
 from tests import factories as fx
 
@@ -31,11 +30,12 @@ def test_speech_windows_decode_up_to_a_limit_set_by_their_length():
     to 35 s, ≈ 100 words) and counted the lost words as errors at every alpha; 1.1.0 gives a window
     8 tokens a second (at least 32, so the mini suite's windows of at most 3.4 s keep 32, and at most
     224, Whisper's own limit for a 30 s window)."""
+    from audiosaebench.models.whisper_decode import token_limits
     from audiosaebench_tasks.steering import SteeringTask
 
     cfg = SteeringTask.default_config
     rule = (cfg["tokens_per_second"], cfg["min_token_limit"], cfg["max_new_tokens"])
-    assert speech_token_limits([0.5, 3.37, 4.0, 12.3, 30.0, 5.0], *rule) == [32, 32, 32, 99, 224, 40]
+    assert token_limits([0.5, 3.37, 4.0, 12.3, 30.0, 5.0], *rule) == [32, 32, 32, 99, 224, 40]
     assert SteeringTask.metadata.version == "1.1.0"
 
 

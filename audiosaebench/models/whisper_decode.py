@@ -12,6 +12,7 @@ with the model folder's ``tokenizer.json``.
 from __future__ import annotations
 
 import copy
+import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -54,6 +55,13 @@ def corpus_wer(refs: Sequence[str], hyps: Sequence[str]) -> float | None:
     return errors / words if words else None
 
 
+def token_limits(seconds: Sequence[float], per_second: float, floor: int, cap: int) -> list[int]:
+    """A greedy decode's token limit for each window: ``per_second`` tokens per second of its audio, at
+    least ``floor``, at most ``cap``. Read speech runs at 3-4 tokens a second and Whisper's own limit
+    for a 30 s window is 224 (7.5 a second), so at 8 a second only a decode that loops reaches it."""
+    return [min(int(cap), max(int(floor), math.ceil(float(per_second) * s))) for s in seconds]
+
+
 class WhisperDecoder:
     def __init__(self, adapter, tokenizer_file: str | Path):
         from tokenizers import Tokenizer
@@ -88,7 +96,8 @@ class WhisperDecoder:
         return (w @ hidden.to(w.dtype).T).T.float()
 
     @torch.no_grad()
-    def decode_encoder_states(self, enc: torch.Tensor, max_new_tokens: int = 96, memory: Any = None) -> list[str]:
+    def decode_encoder_states(self, enc: torch.Tensor, max_new_tokens: int | Sequence[int] = 96,
+                              memory: Any = None) -> list[str]:
         return self.decode_with_no_speech(enc, max_new_tokens, memory)[0]
 
     @torch.no_grad()

@@ -12,7 +12,7 @@ class FidelityTask(Task):
     state_families = ("whisper",)
     metadata = TaskMetadata(
         name="fidelity",
-        version="1.0.0",
+        version="1.1.0",
         description=(
             "Reconstruction fidelity: activation-space metrics on the speech, non-speech and commands test "
             "splits (L0, dead/dense fractions, explained variance about the mean, MSE, cosine, relative "
@@ -37,7 +37,9 @@ class FidelityTask(Task):
         "splice": True,
         "splice_max_clips": 0,
         "splice_batch_size": 8,
-        "max_new_tokens": 96,
+        "tokens_per_second": 8.0,
+        "min_token_limit": 96,
+        "max_new_tokens": 224,
     }
 
     def run(self, ctx: TaskContext) -> TaskResult:

@@ -45,8 +45,9 @@ def _recovered(ce: dict[str, np.ndarray], ntok: np.ndarray, ablation: str, pick=
 
 # 2: conditions run from the cached hook output; 3: LM head as W @ h.T; 4: finished rows leave the
 # decode batch; 5: the harness's text decoder (audiosaebench.models.whisper_text_decoder); 6: the zero and
-# mean conditions run the first layer above the hook from its unchanged frames (models.unchanged_tail)
-SPLICE_CACHE_VERSION = 6
+# mean conditions run the first layer above the hook from its unchanged frames (models.unchanged_tail);
+# 7: each clip decodes up to a limit set by its length (task 1.1.0)
+SPLICE_CACHE_VERSION = 7
 _SHARED = ("clean", "zero", "mean")  # conditions that do not depend on the SAE
 
 
@@ -56,7 +57,8 @@ def _cache_path(ad, hook: str, manifest, mean: torch.Tensor, cfg: dict):
 
     key = sha256_json({
         "v": SPLICE_CACHE_VERSION, "model": ad.identity.to_dict(), "dtype": str(ad.dtype), "hook": hook,
-        "manifest": manifest.sha256, "max_clips": cfg["splice_max_clips"], "max_new_tokens": cfg["max_new_tokens"],
+        "manifest": manifest.sha256, "max_clips": cfg["splice_max_clips"],
+        "tokens": [cfg["tokens_per_second"], cfg["min_token_limit"], cfg["max_new_tokens"]],
         "mean": sha256_bytes(mean.numpy().tobytes()),
     })
     return paths.home() / "splice-cache" / f"{key}.json"
@@ -93,8 +95,8 @@ def whisper_splice(ctx, manifest, hook: str, mean: torch.Tensor, cfg: dict, rng)
     from torch import nn
 
     from audiosaebench.models.continuation import Continuation
-    from audiosaebench.models.frames import WHISPER_WINDOW_SAMPLES
-    from audiosaebench.models.whisper_decode import WhisperDecoder, corpus_wer
+    from audiosaebench.models.frames import SAMPLE_RATE, WHISPER_WINDOW_SAMPLES
+    from audiosaebench.models.whisper_decode import WhisperDecoder, corpus_wer, token_limits
 
     ad, sae = ctx.model, ctx.sae
     tok_file = ad.source_dir / "tokenizer.json" if ad.source_dir is not None else None
@@ -120,6 +122,8 @@ def whisper_splice(ctx, manifest, hook: str, mean: torch.Tensor, cfg: dict, rng)
     ntok = np.zeros(len(clips))
     hyps: dict[str, list[str]] = {"clean": [], "sae": []}
     refs = [c.labels.get("text", "") for c in clips]
+    limits = token_limits([c.n_samples / SAMPLE_RATE for c in clips], float(cfg["tokens_per_second"]),
+                          int(cfg["min_token_limit"]), int(cfg["max_new_tokens"]))
     bs = int(cfg["splice_batch_size"])
     model = ad.model
     cont = Continuation(ad, hook, nn.Identity(), start="output")
@@ -148,7 +152,7 @@ def whisper_splice(ctx, manifest, hook: str, mean: torch.Tensor, cfg: dict, rng)
                 if name in hyps:
                     # the decode attends to the same encoder output: it goes on from the teacher-forced
                     # pass's encoder memory (its count of queries, and keys/values if it projected them)
-                    hyps[name] += dec.decode_encoder_states(enc, int(cfg["max_new_tokens"]), memory)
+                    hyps[name] += dec.decode_encoder_states(enc, limits[i : i + bs], memory)
         cont.forget_edits()  # the next batch's conditions edit other states
     if "clean" in conds:
         _save_shared(cache, ce, ntok, hyps["clean"])

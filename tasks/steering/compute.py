@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from audiosaebench.cache import cached_json
 from audiosaebench.codes import iter_codes, pooled_clip_codes
 from audiosaebench.hashing import finite_or_none
 from audiosaebench.models.frames import SAMPLE_RATE
-from audiosaebench.models.whisper_decode import corpus_wer, normalize_text
+from audiosaebench.models.whisper_decode import corpus_wer, normalize_text, token_limits
 from audiosaebench.task import TaskContext, TaskResult
 
 log = logging.getLogger(__name__)
@@ -50,12 +49,6 @@ class Windows:
             self.valid += batch.valid_frames
             self.states += list(cont.states(batch).cpu())
         self.n_clips = len(indices)
-
-
-def speech_token_limits(seconds: list[float], per_second: float, floor: int, cap: int) -> list[int]:
-    """Each window's decode limit: ``per_second`` tokens per second of its audio, at least ``floor``,
-    at most ``cap`` (Whisper's own limit for a 30 s window is 224 = 7.5 a second)."""
-    return [min(cap, max(floor, math.ceil(per_second * s))) for s in seconds]
 
 
 def _transcribe(cont, dec, w: Windows, edit: Edit, max_new_tokens: int | list[int], batch_size: int):
@@ -176,7 +169,7 @@ def run_steering(ctx: TaskContext) -> TaskResult:
 
     def run_sp(edit):
         w = windows("sp")
-        return _transcribe(cont, dec, w, edit, speech_token_limits(w.seconds, *sp_rule), bs)
+        return _transcribe(cont, dec, w, edit, token_limits(w.seconds, *sp_rule), bs)
 
     def unsteered() -> dict:
         tr_texts, tr_nsp = _transcribe(cont, dec, windows("nstr"), None, ns_tokens, bs)
