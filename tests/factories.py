@@ -43,6 +43,7 @@ def tiny_model_dirs(root: Path) -> dict[str, Path]:
         "wav2vec2": (Wav2Vec2Config(**SSL_KW), Wav2Vec2Model),
         "wav2vec2-layer": (Wav2Vec2Config(**SSL_KW, feat_extract_norm="layer", do_stable_layer_norm=True), Wav2Vec2Model),
         "wavlm": (WavLMConfig(**SSL_KW), WavLMModel),
+        "wavlm-layer": (WavLMConfig(**SSL_KW, feat_extract_norm="layer", do_stable_layer_norm=True), WavLMModel),
     }
     for name, (cfg, cls) in specs.items():
         d = root / name

@@ -63,7 +63,7 @@ def test_replace_output_only_on_valid_frames(whisper):
     assert not torch.allclose(zeroed["encoder.layers.2"], clean["encoder.layers.2"])
 
 
-@pytest.mark.parametrize("family", ["hubert", "wav2vec2", "wav2vec2-layer", "wavlm"])
+@pytest.mark.parametrize("family", ["hubert", "wav2vec2", "wav2vec2-layer", "wavlm", "wavlm-layer"])
 def test_ssl_adapters(tiny_models, family):
     ad = load_adapter(str(tiny_models[family]))
     assert ad.n_layers == 3 and ad.hidden_size == 16

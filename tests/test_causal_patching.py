@@ -99,13 +99,45 @@ def test_patching_every_feature_of_a_lossless_basis_on_every_frame_recovers_exac
     assert recovery.numpy() == pytest.approx(np.ones(2), abs=1e-3)
 
 
-def test_encoder_only_path_end_to_end_with_a_cached_probe(tiny_models, toy_dir, home, tmp_path):
-    """HuBERT (random init) on the toy suite: the probe readout, the task's result and its cache."""
+@pytest.mark.parametrize("family", ["hubert", "wav2vec2", "wav2vec2-layer", "wavlm", "wavlm-layer"])
+@pytest.mark.parametrize("start", ["output", "input"])
+@pytest.mark.parametrize("hook", ["encoder.layers.0", "encoder.layers.1"])
+def test_encoder_only_continuation_matches_the_full_forward_pass(tiny_models, home, family, start, hook):
+    """From the hook's cached states, the layers above it (and the final norm of stable-layer-norm
+    models) give the model's own last hidden state; WavLM's relative position bias, which only its
+    first layer can compute, is rebuilt the way that layer builds it."""
+    from torch import nn
+
+    from audiosaebench.models.continuation import Continuation
+    from audiosaebench.models.loading import load_adapter
+
+    ad = load_adapter(str(tiny_models[family]))
+    if family.startswith("wavlm"):  # initialised near 0, the bias would hardly matter: make it matter
+        with torch.no_grad():
+            ad.base_model.encoder.layers[0].attention.rel_attn_embed.weight.normal_(0, 3, generator=torch.Generator().manual_seed(0))
+    rng = np.random.default_rng(1)
+    batch = ad.prepare([(0.3 * rng.standard_normal(12_000)).astype(np.float32) for _ in range(3)])
+    cont = Continuation(ad, hook, nn.Identity(), start=start)
+    with torch.no_grad():
+        full = ad.base_model(**{k: v for k, v in batch.inputs.items()}).last_hidden_state
+        part = cont(cont.states(batch))
+    torch.testing.assert_close(part, full, rtol=1e-5, atol=1e-5)
+    if family.startswith("wavlm"):  # the bias is not a no-op here: leaving it out changes the output
+        heads = ad.config.num_attention_heads
+        cont._bias_source = (type("NoBias", (), {"compute_bias": lambda self, q, k: torch.zeros(heads, q, k),
+                                                 "num_heads": heads})(),)
+        with torch.no_grad():
+            assert not torch.allclose(cont(cont.states(batch)), full, atol=1e-3)
+
+
+@pytest.mark.parametrize("family", ["hubert", "wavlm"])
+def test_encoder_only_path_end_to_end_with_a_cached_probe(tiny_models, toy_dir, home, tmp_path, family):
+    """HuBERT and WavLM (random init) on the toy suite: the probe readout, the task's result and its cache."""
     from audiosaebench.data.suites import load_suite
     from audiosaebench.evaluation import evaluate
 
     hook = "encoder.layers.1"
-    sae = identity_sae(16, str(tiny_models["hubert"]), hook)
+    sae = identity_sae(16, str(tiny_models[family]), hook)
     options = {"label_key": "category", "keywords": ["voiced", "noise", "chirp"], "ks": [1, 32], "max_pairs": 3,
                "min_effect": 0.0, "references": ["random"], "bootstrap_resamples": 50}
     suite = load_suite("toy", toy_dir)
@@ -131,7 +163,10 @@ def test_encoder_only_path_end_to_end_with_a_cached_probe(tiny_models, toy_dir, 
     states[0].write_bytes(states[0].read_bytes()[:100])
     again = evaluate([sae], "causal_patching", suite=suite, out=tmp_path / "b", progress=False,
                      task_config={"causal_patching": options})[0]
+    # a rebuilt state entry is recomputed in a smaller batch, and these tiny models' convolutional
+    # feature encoders are not batch-invariant in the last bits (≈ 5e-7; a full-size HuBERT's is):
+    # the ratios move by up to ≈ 1e-6 of their value, never more
     for name in ("recovery@32", "recovery@20_random", "recovery_ceiling", "recovery@20_gain_over_random"):
-        assert again["metrics"]["values"][name] == pytest.approx(v[name], abs=1e-6), name
-    assert again["metrics"]["values"] == pytest.approx(v, abs=1e-6, nan_ok=True)
+        assert again["metrics"]["values"][name] == pytest.approx(v[name], rel=1e-5, abs=1e-6), name
+    assert again["metrics"]["values"] == pytest.approx(v, rel=1e-5, abs=1e-6, nan_ok=True)
     assert again["details"]["probe_hook"] == "encoder.layers.2"  # the last layer (no stable layer norm)

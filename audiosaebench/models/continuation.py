@@ -27,9 +27,10 @@ Readouts return one score per candidate label ([batch, n_labels], log-probabilit
 * :class:`ProbeReadout`: a fixed linear probe on the mean over frames of the last hidden state
   (encoder-only models).
 
-Supported: Whisper (any ``encoder.layers.i`` or ``encoder.layer_norm``), HuBERT and wav2vec2
-(``encoder.layers.i``). WavLM layers pass a relative position bias from layer to layer, which a
-continuation would have to rebuild; it raises a clear error instead.
+Supported: Whisper (any ``encoder.layers.i`` or ``encoder.layer_norm``), HuBERT, wav2vec2 and WavLM
+(``encoder.layers.i``). WavLM's layers hand a relative position bias from layer to layer, which
+only its first layer can compute (from the sequence length alone; each layer gates it by its own
+input); a continuation computes it the same way before the first layer it runs.
 """
 
 from __future__ import annotations
@@ -127,9 +128,9 @@ class Continuation(nn.Module):
             raise ValueError(f"start must be 'input' or 'output', got {start!r}")
         self.start = start
         family = adapter.family
-        if family not in ("whisper", "hubert", "wav2vec2"):
+        if family not in ("whisper", "hubert", "wav2vec2", "wavlm"):
             raise AudioSAEBenchError(f"interventions from a hook are not supported for {family} models "
-                                     "(supported: whisper, hubert, wav2vec2)")
+                                     "(supported: whisper, hubert, wav2vec2, wavlm)")
         self._adapter = (adapter,)
         self.model = adapter.model
         self.config = adapter.model.config
@@ -151,6 +152,8 @@ class Continuation(nn.Module):
             self._layers = [] if self.hook.name == FINAL_NORM else list(enc.layers[self.hook.layer :])
             norm = final_norm
         self._final_norm = enc.layer_norm if norm else None
+        # WavLM: the relative position bias the encoder's first layer computes and every layer receives
+        self._bias_source = (enc.layers[0].attention,) if family == "wavlm" else None
         # Whisper's first layer above the hook, when edits touch only the clips' first frames
         self._tail_memo = TailMemo(self._layers[0]) if start == "output" and family == "whisper" and self._layers else None
         name = next((n for n, m in self.named_modules() if m is self.hook_module), None)
@@ -179,11 +182,20 @@ class Continuation(nn.Module):
         out = self._tail_memo(states, h) if self._tail_memo is not None else None
         if out is not None:
             h, layers = out, layers[1:]
+        extra = {"position_bias": self._position_bias(h)} if self._bias_source is not None and layers else {}
         for layer in layers:
-            h = _hidden(layer(h, None))
+            h = _hidden(layer(h, None, **extra))
         if self._final_norm is not None:
             h = self._final_norm(h)
         return self.readout(h)
+
+    def _position_bias(self, h: torch.Tensor) -> torch.Tensor:
+        """WavLM's ungated relative position bias for ``h`` ([batch * heads, T, T]), as its encoder's
+        first layer builds it when it is handed none."""
+        attention = self._bias_source[0]
+        b, t = h.shape[:2]
+        bias = attention.compute_bias(t, t)  # [heads, T, T]
+        return bias.unsqueeze(0).expand(b, -1, -1, -1).reshape(b * attention.num_heads, t, t)
 
     @contextlib.contextmanager
     def replace_output(self, fn: Callable[[torch.Tensor], torch.Tensor], valid_frames: Sequence[int],
