@@ -3,16 +3,14 @@
 ``--partner PATH`` takes
 
 * an SAE folder or file (any supported checkpoint format);
-* a submission folder (``submission.yaml``): its ``checkpoint.location`` (a path: absolute, relative
-  to the working directory, to the submission folder, or to the repository that holds the
-  submissions folder, as the committed reference rows' ``checkpoints/reference/…`` are) is loaded
-  and must hash to the declared ``sae_sha256``;
+* a submission folder (``submission.yaml``): its ``checkpoint.location`` (a path, absolute or
+  relative to the submission) is loaded and must hash to the declared ``sae_sha256``;
 * a folder of submissions (e.g. ``submissions/``): every ``kind: reference`` submission on another
   (model, hook point) than the evaluated SAEs whose checkpoint can be loaded; those that cannot are
   listed in one warning.
 
-Submissions never carry weights, so a reference is only found when its location names a checkpoint
-that exists here (the project's own reference SAEs are committed under ``checkpoints/reference/``).
+Submissions never carry weights, so a reference that is "rebuilt by train-reference" is only found
+when its location names a folder that exists here.
 """
 
 from __future__ import annotations
@@ -34,7 +32,7 @@ def _submission_sae(folder: Path, meta: dict[str, Any]) -> Any:
     ckpt = meta.get("checkpoint") or {}
     location = str(ckpt.get("location") or "").strip()
     where = f"partner submission {meta.get('id', folder.name)}"
-    candidates = [Path(location).expanduser(), folder / location, folder.parent.parent / location] if location else []
+    candidates = [Path(location).expanduser(), folder / location] if location else []
     path = next((p for p in candidates if p.exists()), None)
     if path is None:
         raise CheckpointError(f"{where} has no checkpoint on this machine (location {location!r}); "

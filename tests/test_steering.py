@@ -27,7 +27,7 @@ def test_operating_point_is_the_largest_alpha_within_the_wer_budget():
 
 def test_speech_windows_decode_up_to_a_limit_set_by_their_length():
     """1.0.0 cut every speech window at 32 tokens, which truncated LibriSpeech's long utterances (up
-    to 35 s, ≈ 100 words) and counted the lost words as errors at every alpha; 1.1.0 gives a window
+    to 35 s) and counted the lost words as errors at every alpha; 1.1.0 gives a window
     8 tokens a second (at least 32, so the mini suite's windows of at most 3.4 s keep 32, and at most
     224, Whisper's own limit for a 30 s window)."""
     from audiosaebench.models.whisper_decode import token_limits
