@@ -256,9 +256,9 @@ ROOT = Path(__file__).resolve().parents[1]
 ROW_FIX = "regenerate the committed rows (submissions/README.md) or bump the task's version"
 
 
-def _check_committed_row(setup, tmp_path, row: str, name: str, other_cpu_abs: float = 1e-6) -> None:
-    """Score ``setup``'s SAE ``name`` with each task's defaults and compare with the committed row
-    (relative 1e-4, absolute 1e-6; on another CPU than the row's, absolute ``other_cpu_abs``)."""
+def _scored_like_the_row(setup, tmp_path, row: str, name: str):
+    """Score ``setup``'s SAE ``name`` with each task's defaults; yield (task, result, committed result)
+    once the task's version, config and data are checked to be the committed row's."""
     results = ROOT / "submissions" / row / "results"
     tasks = sorted(p.name.removesuffix("-mini.json") for p in results.glob("*-mini.json"))
     assert tasks == ["coverage", "disentanglement", "fidelity", "phoneme_probing"]
@@ -267,6 +267,13 @@ def _check_committed_row(setup, tmp_path, row: str, name: str, other_cpu_abs: fl
         want = json.loads((results / f"{task}-mini.json").read_text())
         for key in ("config_sha256", "data", "task"):
             assert got[key] == want[key], f"{task}: {key} differs from the committed row {row}; {ROW_FIX}"
+        yield task, got, want
+
+
+def _check_committed_row(setup, tmp_path, row: str, name: str, other_cpu_abs: float = 1e-6) -> None:
+    """Score ``setup``'s SAE ``name`` with each task's defaults and compare with the committed row
+    (relative 1e-4, absolute 1e-6; on another CPU than the row's, absolute ``other_cpu_abs``)."""
+    for task, got, want in _scored_like_the_row(setup, tmp_path, row, name):
         assert got["sae"]["sha256"] == want["sae"]["sha256"] and got["model"]["weights_sha256"] == want["model"]["weights_sha256"]
         g, w = got["metrics"]["values"], want["metrics"]["values"]
         assert set(g) == set(w), f"{task}: other metric names than the committed row {row}; {ROW_FIX}"
@@ -287,12 +294,11 @@ def test_the_committed_identity_baseline_row_is_what_the_harness_computes(setup,
     _check_committed_row(setup, tmp_path, "baseline-identity-whisper-tiny-en-l2", "identity")
 
 
-def test_the_committed_reference_row_is_what_its_retrained_sae_scores(setup, tmp_path):
+def test_the_committed_reference_row_is_what_its_retrained_sae_scores(setup, tmp_path, mini_suite):
     """The reference row's weights are not kept in git: `train-reference --seeds 0` rebuilds them bit
     for bit on the CPU kind that trained them, and another kind trains another SAE
-    (docs/reproducing.md). So the reference recipe is trained here from the same train splits, in the
-    same order, as train-reference reads them. Where that rebuilds the row's SAE it is scored and
-    compared with the row like the identity row (another CPU model that rebuilds it bit for bit gets
+    (docs/reproducing.md). So train-reference itself retrains it here. Where that rebuilds the row's
+    SAE it is scored and compared with the row like the identity row (another CPU model that rebuilds it bit for bit gets
     1e-3: with torch's, MKL's and OpenBLAS's kernels forced to AVX2 on the machine that made the row,
     scoring the same SAE moved no metric by more than 1.6e-4). Elsewhere the recipe's SAE must land
     inside the row's 95% interval on every main score: the Intel Xeon's SAE (7669df30) and the
@@ -300,17 +306,14 @@ def test_the_committed_reference_row_is_what_its_retrained_sae_scores(setup, tmp
     module's 600-step SAE of the same recipe falls outside on splice_recovered and a random SAE on all four."""
     import yaml
 
-    from audiosaebench.activations.extract import get_activations
-    from audiosaebench.models.loading import load_adapter
-    from audiosaebench.training import TRAIN_ROLES
+    from audiosaebench.sae import load_sae
+    from audiosaebench.training import train_reference
 
     row = "reference-whisper-tiny-en-l2-topk-k32-s0"
     meta = yaml.safe_load((ROOT / "submissions" / row / "submission.yaml").read_text())
+    (path,) = train_reference(MODEL, HOOK, tmp_path / "reference", data_dir=mini_suite[0], seeds=(0,))
+    sae = load_sae(path)
     suite, saes = setup
-    ad = load_adapter(MODEL)
-    sets = [get_activations(ad, [HOOK], suite.split(r), progress=False)[HOOK] for r in TRAIN_ROLES if r in suite.splits]
-    x = np.concatenate([a.rows(0, a.n_frames) for a in sets])
-    sae, _ = train_topk(x, Recipe(seed=0), model_id=MODEL, hook=HOOK, sae_id="reference-s0")
     retrained = (suite, {**saes, "reference": sae})
     if sae.info.sha256 == meta["sae_sha256"]:
         _check_committed_row(retrained, tmp_path, row, "reference", other_cpu_abs=1e-3)
@@ -322,17 +325,12 @@ def _check_main_scores_in_row_intervals(setup, tmp_path, row: str, name: str) ->
     """Score ``setup``'s SAE ``name`` (the row's recipe, trained to other weights) with each task's
     defaults: same task versions, configs and data as the committed row, and every main score inside
     the row's 95% interval."""
-    results = ROOT / "submissions" / row / "results"
     outside = {}
-    for task in sorted(p.name.removesuffix("-mini.json") for p in results.glob("*-mini.json")):
-        got = _run(setup, task, [name], tmp_path / task)[name]
-        want = json.loads((results / f"{task}-mini.json").read_text())
-        for key in ("config_sha256", "data", "task"):
-            assert got[key] == want[key], f"{task}: {key} differs from the committed row {row}; {ROW_FIX}"
+    for task, got, want in _scored_like_the_row(setup, tmp_path, row, name):
         main = want["metrics"]["main_score"]
         lo, hi = want["uncertainty"]["values"][main]
         if not lo <= got["metrics"]["values"][main] <= hi:
             outside[f"{task}/{main}"] = (round(lo, 4), round(hi, 4), got["metrics"]["values"][main])
-    assert not outside, (f"this CPU kind trains the reference recipe to {got['sae']['sha256'][:12]} (the row's is "
-                         f"another CPU's), and its main scores fall outside the row's 95% intervals "
-                         f"(low, high, now): {outside}; {ROW_FIX}")
+    sha = setup[1][name].info.sha256
+    assert not outside, (f"this CPU kind trains the reference recipe to {sha[:12]} (the row's is another CPU's), and "
+                         f"its main scores fall outside the row's 95% intervals (low, high, now): {outside}; {ROW_FIX}")

@@ -58,8 +58,9 @@ def corpus_wer(refs: Sequence[str], hyps: Sequence[str]) -> float | None:
 def token_limits(seconds: Sequence[float], per_second: float, floor: int, cap: int) -> list[int]:
     """A greedy decode's token limit for each window: ``per_second`` tokens per second of its audio, at
     least ``floor``, at most ``cap``. Whisper's own limit for a 30 s window is 224 (7.5 a second); the
-    mini suite's speech test sentences, tokenized as Whisper writes them, run at 3.35 tokens a second
-    on average and 4.64 at most, so at 8 a second a decode of such speech reaches it only by looping."""
+    mini suite's speech test sentences, written in sentence case with a full stop and tokenized with
+    tiny.en's tokenizer, run at 3.35 tokens a second of audio on average and 4.64 at most, so at 8
+    a second a decode of such speech reaches it only by looping."""
     return [min(int(cap), max(int(floor), math.ceil(float(per_second) * s))) for s in seconds]
 
 
