@@ -10,26 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from audiosaebench import paths
+from audiosaebench import atomic, paths
 from audiosaebench.hashing import sha256_json
 
 log = logging.getLogger(__name__)
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """``write(tmp)`` to a temporary file next to ``path``, then rename it into place (removed on failure)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def cached_json(folder: str, key: dict[str, Any], compute: Callable[[], dict],
@@ -43,7 +30,7 @@ def cached_json(folder: str, key: dict[str, Any], compute: Callable[[], dict],
     except (OSError, ValueError):
         pass
     out = compute()
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(out)))
+    atomic.write_text(path, json.dumps(out))
     return out
 
 
@@ -63,5 +50,5 @@ def cached_tensors(folder: str, key: dict[str, Any], compute: Callable[[], dict]
         except Exception as e:  # noqa: BLE001 - an unreadable entry is recomputed, never trusted
             log.warning("cache entry %s is unreadable (%s); recomputing it", path, e)
     out = {k: v.detach().cpu().contiguous() for k, v in compute().items()}
-    atomic_write(path, lambda tmp: save_file(out, str(tmp)))
+    atomic.write_file(path, lambda tmp: save_file(out, str(tmp)))
     return out

@@ -27,6 +27,14 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Columns padded to their widest cell, with a rule under the header."""
+    cells = [[str(c) for c in header]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
+
+
 def summary_table(records: list[dict[str, Any]]) -> str:
     header = ("sae", "task", "main score", "value", "95% CI", "floor", "ceiling", "time s")
     rows = []
@@ -40,9 +48,7 @@ def summary_table(records: list[dict[str, Any]]) -> str:
             _fmt(m["values"].get(name)), f"[{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "-",
             _fmt(m["floor"]), _fmt(m["ceiling"]), f"{r['run']['runtime_s']:.1f}",
         ))
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
-    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True))  # noqa: E731
-    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+    return format_table(header, rows)
 
 
 def cmd_tasks_list(args: argparse.Namespace) -> int:
@@ -52,9 +58,9 @@ def cmd_tasks_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([m.to_dict() for m in rows], indent=2))
         return 0
-    print(f"{'task':<24}{'version':<10}{'main score':<26}direction")
-    for m in rows:
-        print(f"{m.name:<24}{m.version:<10}{m.main_score:<26}{'higher is better' if m.higher_is_better else 'lower is better'}")
+    print(format_table(("task", "version", "main score", "direction"),
+                       [(m.name, m.version, m.main_score, "higher is better" if m.higher_is_better else "lower is better")
+                        for m in rows]))
     return 0
 
 
@@ -208,39 +214,44 @@ def cmd_train_reference(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="audiosaebench", description="Benchmark SAEs trained on audio models.")
-    p.add_argument("--version", action="version", version=f"audiosaebench {__version__}")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = p.add_subparsers(dest="command", required=True)
-
+def _add_evaluate(sub: Any) -> None:
     e = sub.add_parser("evaluate", help="score one or more SAEs on metric tasks")
     e.add_argument("--sae", action="append", required=True, help="checkpoint folder (repeat for several SAEs)")
     e.add_argument("--partner", action="append", default=[],
                    help="an SAE (folder), a submission folder or a folder of submissions that multi-SAE tasks "
                         "(stability, cross_model_alignment) compare against without evaluating it (repeatable)")
     e.add_argument("--tasks", default="all", help="'all' or a comma-separated list")
-    e.add_argument("--suite", default="mini", choices=["mini", "full", "toy"])
-    e.add_argument("--data-dir", default=None, help="where the suite's data lies (default: the user cache)")
+    add_run_options(e)
     e.add_argument("--out", default="results", help="output folder: <out>/<sae id>/<task>.json")
-    e.add_argument("--model", default=None, help="model id or local folder (overrides the checkpoint's)")
-    e.add_argument("--hook", default=None, help="hook point (overrides the checkpoint's)")
-    e.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    e.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"], help="model forward dtype (leaderboard submissions need float32)")
-    e.add_argument("--batch-size", type=int, default=8)
     e.add_argument("--resume", action="store_true", help="skip tasks whose result exists with the same config")
-    e.add_argument("--limit", type=int, default=None, help="first N clips per split (not submittable)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--task-option", action="append", help="task.option=value (JSON value)")
-    e.add_argument("--no-progress", action="store_true")
     e.set_defaults(func=cmd_evaluate)
 
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """The options every command that runs a model shares (evaluate, dashboards, submission verify)."""
+    p.add_argument("--suite", default="mini", help="mini (default), full, toy, or a registered suite")
+    p.add_argument("--data-dir", default=None, help="where the suite's data lies (default: the user cache)")
+    p.add_argument("--model", default=None, help="model id or local folder (overrides the checkpoint's)")
+    p.add_argument("--hook", default=None, help="hook point (overrides the checkpoint's)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
+                   help="model forward dtype (leaderboard submissions need float32)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--limit", type=int, default=None, help="first N clips per split (not submittable)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _add_tasks(sub: Any) -> None:
     t = sub.add_parser("tasks", help="registered metric tasks")
     tsub = t.add_subparsers(dest="tasks_command", required=True)
     tl = tsub.add_parser("list", help="name, version, main score and direction of every task")
     tl.add_argument("--json", action="store_true")
     tl.set_defaults(func=cmd_tasks_list)
 
+
+def _add_convert(sub: Any) -> None:
     c = sub.add_parser("convert", help="write any supported checkpoint as a SAELens v6 folder")
     c.add_argument("input")
     c.add_argument("output")
@@ -250,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--overwrite", action="store_true")
     c.set_defaults(func=cmd_convert)
 
+
+def _add_data(sub: Any) -> None:
     d = sub.add_parser("data", help="prepare and verify the fixed splits")
     dsub = d.add_subparsers(dest="data_command", required=True)
     dp = dsub.add_parser("prepare")
@@ -261,10 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--hf-revision", default=None, help="full suite: pinned dataset revision (commit)")
     dp.set_defaults(func=cmd_data_prepare)
     dv = dsub.add_parser("verify", help="decode every clip and check it against its manifest")
-    dv.add_argument("--suite", default="mini", choices=["mini", "full", "toy"])
+    dv.add_argument("--suite", default="mini")
     dv.add_argument("--data-dir", default=None)
     dv.set_defaults(func=cmd_data_verify)
 
+
+def _add_baselines(sub: Any) -> None:
     b = sub.add_parser("baselines", help="write identity and random reference SAEs for a model and hook")
     b.add_argument("--model", required=True, help="model id or local folder")
     b.add_argument("--hook", required=True)
@@ -273,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--k", type=int, default=32)
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--overwrite", action="store_true")
-    b.add_argument("--suite", default="mini", choices=["mini", "full", "toy", "none"],
+    b.add_argument("--suite", default="mini",
                    help="suite for the PCA fit and the evaluation ('none': identity and random only, no evaluation)")
     b.add_argument("--data-dir", default=None)
     b.add_argument("--tasks", default="all")
@@ -282,10 +297,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-progress", action="store_true")
     b.set_defaults(func=cmd_baselines)
 
+
+def _add_train_reference(sub: Any) -> None:
     r = sub.add_parser("train-reference", help="train reference TopK SAEs on a suite's train splits")
     r.add_argument("--model", default="openai/whisper-tiny.en")
     r.add_argument("--hook", default="encoder.layers.2")
-    r.add_argument("--suite", default="mini", choices=["mini", "full", "toy"])
+    r.add_argument("--suite", default="mini")
     r.add_argument("--data-dir", default=None)
     r.add_argument("--seeds", default="0,1", help="comma-separated; SAEs differ only in seed")
     r.add_argument("--k", type=int, default=32)
@@ -294,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default="reference")
     r.add_argument("--overwrite", action="store_true")
     r.set_defaults(func=cmd_train_reference)
+
+
+def _add_submission(sub: Any) -> None:
     sm = sub.add_parser("submission", help="scaffold and validate leaderboard submissions")
     smsub = sm.add_subparsers(dest="submission_cmd", required=True)
     si = smsub.add_parser("init", help="scaffold submissions/<id>/ from an SAE and its results")
@@ -313,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--all", action="store_true", help="validate every folder in the given submissions folder")
     sv.add_argument("--root", default=None, help="the submissions folder the folders must stay in (default: their parent)")
     sv.set_defaults(func=cmd_submission_validate)
+
+
+def _add_leaderboard(sub: Any) -> None:
     lb = sub.add_parser("leaderboard", help="build the static leaderboard and exports")
     lbsub = lb.add_subparsers(dest="leaderboard_cmd", required=True)
     lbb = lbsub.add_parser("build", help="write the static site (index.html + data.json)")
@@ -326,6 +349,19 @@ def build_parser() -> argparse.ArgumentParser:
         lbe.add_argument(f"--{name}", default=None, help=f"only this {name}")
     lbe.add_argument("--output", "-o", default=None, help="write here instead of stdout")
     lbe.set_defaults(func=cmd_leaderboard_export)
+
+
+COMMANDS = (_add_evaluate, _add_tasks, _add_convert, _add_data, _add_baselines, _add_train_reference, _add_submission,
+            _add_leaderboard)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="audiosaebench", description="Benchmark SAEs trained on audio models.")
+    p.add_argument("--version", action="version", version=f"audiosaebench {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+    for add in COMMANDS:
+        add(sub)
     return p
 
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from audiosaebench import budgets
 from audiosaebench.activations.store import ActivationSet
-from audiosaebench.heap import mapping_large_blocks
+from audiosaebench.runtime import limits
+from audiosaebench.runtime.allocator import mapping_large_blocks
 from audiosaebench.sae.sae import SAE
 
 DEFAULT_CHUNK_ROWS = 4096
@@ -52,7 +52,7 @@ def chunk_rows_for(sae: SAE, budget_bytes: int = 512 << 20) -> int:
 
 def memo_budget_bytes() -> int:
     """``AUDIOSAEBENCH_CODE_MEMO_MB`` (default 256; 0 turns the memo off)."""
-    return budgets.from_env("AUDIOSAEBENCH_CODE_MEMO_MB", "256", budgets.MB, "the code memo")
+    return limits.from_env("AUDIOSAEBENCH_CODE_MEMO_MB", "256", limits.MB, "the code memo")
 
 
 @dataclass
@@ -67,7 +67,7 @@ class _Packed:
     def pack(cls, z: torch.Tensor) -> _Packed:
         flat = z.reshape(-1)
         index = flat.nonzero().squeeze(1)
-        return cls(tuple(z.shape), index.to(torch.int32) if flat.numel() < 2**31 else index, flat[index])
+        return cls((int(z.shape[0]), int(z.shape[1])), index.to(torch.int32) if flat.numel() < 2**31 else index, flat[index])
 
     def unpack(self) -> torch.Tensor:
         out = torch.zeros(self.shape[0] * self.shape[1], dtype=self.values.dtype, device=self.values.device)
@@ -163,7 +163,7 @@ def iter_codes(sae: SAE, acts: ActivationSet, chunk_rows: int | None = None) -> 
     versions = tuple(t._version for t in sae.params.values())
     record: list[_Packed] | None = [] if memo is None and budget else None
     recorded = 0
-    with mapping_large_blocks():  # chunk buffers come and go beside kept codes: audiosaebench.heap
+    with mapping_large_blocks():  # chunk buffers come and go beside kept codes: audiosaebench.runtime.allocator
         for i, (start, x_np) in enumerate(acts.iter_chunks(rows)):
             x = torch.from_numpy(np.array(x_np, dtype=np.float32)).to(sae.device, sae.dtype)  # copy: shards are read-only maps
             if memo is not None:

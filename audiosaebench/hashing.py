@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -42,11 +41,3 @@ def sha256_files(paths: list[Path], root: Path) -> str:
         h.update(sha256_file(p).encode())
         h.update(b"\n")
     return h.hexdigest()
-
-
-def finite_or_none(value: float | None) -> float | None:
-    """Return a plain float, or None for NaN/Inf/None (NaN is never written to a result)."""
-    if value is None:
-        return None
-    v = float(value)
-    return v if math.isfinite(v) else None

@@ -100,10 +100,17 @@ def _intervention_class():
     return SAEFeatureIntervention
 
 
+def _editing(continuation: nn.Module, positions: Sequence[Sequence[int]]) -> contextlib.AbstractContextManager:
+    """The continuation's :meth:`editing` block for edits at ``positions`` (a no-op for other modules)."""
+    extent = max((max(p) + 1 for p in positions if len(p)), default=0)
+    edit = getattr(continuation, "editing", None)
+    return edit(extent) if edit is not None and extent > 0 else contextlib.nullcontext()
+
+
 class FeaturePatcher:
     """Run a :class:`~audiosaebench.models.continuation.Continuation` with SAE feature edits via pyvene."""
 
-    def __init__(self, continuation: nn.Module, sae: Any):
+    def __init__(self, continuation: Any, sae: Any):
         pv = _pyvene()
         self.continuation = continuation
         self.intervention = _intervention_class()(sae)
@@ -135,7 +142,7 @@ class FeaturePatcher:
         if source is None:
             source = torch.zeros(states.shape[0], n.pop(), states.shape[-1], device=states.device,
                                  dtype=states.dtype)
-        with preserved_hooks(self.continuation):
+        with preserved_hooks(self.continuation), _editing(self.continuation, positions):
             _, out = self.model({"states": states}, unit_locations={"sources->base": (locations, locations)},
                                 source_representations=[source], subspaces=[[list(map(int, f)) for f in features]])
         return out
@@ -144,7 +151,7 @@ class FeaturePatcher:
 class HookFeaturePatcher:
     """The same edit with a plain forward hook: the cross-check of :class:`FeaturePatcher`."""
 
-    def __init__(self, continuation: nn.Module, sae: Any):
+    def __init__(self, continuation: Any, sae: Any):
         self.continuation = continuation
         self.sae = sae
 
@@ -165,6 +172,7 @@ class HookFeaturePatcher:
 
         handle = self.continuation.hook_module.register_forward_hook(hook_fn)
         try:
-            return self.continuation(states)
+            with _editing(self.continuation, positions):
+                return self.continuation(states)
         finally:
             handle.remove()

@@ -49,19 +49,19 @@ def _submission_sae(folder: Path, meta: dict[str, Any]) -> Any:
 
 def resolve_partners(refs: Sequence[str | Path], evaluated: Iterable[Any]) -> list[Any]:
     """Load the partner SAEs named by ``refs`` (see the module docstring)."""
-    from audiosaebench.leaderboard.submission import read_yaml
     from audiosaebench.sae import load_sae
+    from audiosaebench.untrusted import read_yaml_mapping
 
     taken = {(s.info.model_id, s.info.hook_point) for s in evaluated}
     out: list[Any] = []
     for ref in refs:
         p = Path(ref).expanduser()
         if (p / "submission.yaml").is_file():
-            out.append(_submission_sae(p, read_yaml(p / "submission.yaml")))
+            out.append(_submission_sae(p, read_yaml_mapping(p / "submission.yaml", CheckpointError)))
         elif p.is_dir() and any((c / "submission.yaml").is_file() for c in p.iterdir()):
             found, skipped = 0, []
             for sub in sorted(c for c in p.iterdir() if (c / "submission.yaml").is_file()):
-                meta = read_yaml(sub / "submission.yaml")
+                meta = read_yaml_mapping(sub / "submission.yaml", CheckpointError)
                 key = ((meta.get("model") or {}).get("id"), meta.get("hook_point"))
                 if meta.get("kind") != "reference" or key in taken:
                     continue

@@ -50,24 +50,47 @@ class Recipe:
     seed: int = 0
 
 
-def train_topk(x: np.ndarray, recipe: Recipe, *, model_id: str, hook: str, sae_id: str) -> tuple[SAE, dict]:
-    g = torch.Generator().manual_seed(recipe.seed)
-    data = torch.from_numpy(np.array(x, dtype=np.float32))  # a writable copy (x may be a read-only map)
-    n, d_in = data.shape
-    d_sae = recipe.expansion * d_in
-    w_dec = torch.randn(d_sae, d_in, generator=g)
+def _init_params(data: torch.Tensor, d_sae: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+    """Random unit decoder rows, ``W_enc = W_dec^T``, ``b_enc = 0``, ``b_dec`` = the data mean."""
+    w_dec = torch.randn(d_sae, data.shape[1], generator=g)
     w_dec /= w_dec.norm(dim=-1, keepdim=True)
-    p = {
+    return {
         "W_dec": w_dec.clone().requires_grad_(True),
         "W_enc": w_dec.T.clone().contiguous().requires_grad_(True),
         "b_enc": torch.zeros(d_sae, requires_grad=True),
         "b_dec": data.mean(0).clone().requires_grad_(True),
     }
+
+
+def _loss(p: dict[str, torch.Tensor], xb: torch.Tensor, recipe: Recipe, since_fired: torch.Tensor,
+          k_aux: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """MSE + aux_coef x AuxK of one batch; with the MSE, the updated steps-since-fired and the dead mask."""
+    h = (xb - p["b_dec"]) @ p["W_enc"] + p["b_enc"]
+    top = torch.topk(h, recipe.k, dim=-1)
+    z = torch.zeros_like(h).scatter(-1, top.indices, torch.relu(top.values))
+    err = xb - (z @ p["W_dec"] + p["b_dec"])
+    loss = (err**2).sum(-1).mean()
+    fired = torch.zeros(h.shape[1], dtype=torch.bool)
+    fired[top.indices[top.values > 0].unique()] = True
+    since_fired = torch.where(fired, torch.zeros_like(since_fired), since_fired + 1)
+    dead = since_fired > recipe.dead_steps
+    aux = torch.zeros(())
+    if dead.any():
+        ta = torch.topk(h.masked_fill(~dead, -torch.inf), min(k_aux, int(dead.sum())), dim=-1)
+        za = torch.zeros_like(h).scatter(-1, ta.indices, torch.relu(ta.values))
+        aux = ((err.detach() - za @ p["W_dec"]) ** 2).sum(-1).mean()
+    return loss + recipe.aux_coef * aux, loss, since_fired, dead
+
+
+def train_topk(x: np.ndarray, recipe: Recipe, *, model_id: str, hook: str, sae_id: str) -> tuple[SAE, dict]:
+    g = torch.Generator().manual_seed(recipe.seed)
+    data = torch.from_numpy(np.array(x, dtype=np.float32))  # a writable copy (x may be a read-only map)
+    n, d_in = data.shape
+    d_sae = recipe.expansion * d_in
+    p = _init_params(data, d_sae, g)
     opt = torch.optim.Adam(list(p.values()), lr=recipe.lr, betas=(0.9, 0.999))
     since_fired = torch.zeros(d_sae, dtype=torch.long)
-    k_aux = d_in // 2
-    order = torch.randperm(n, generator=g)
-    pos = 0
+    order, pos = torch.randperm(n, generator=g), 0
     t0 = time.perf_counter()
     var = float(((data - data.mean(0)) ** 2).sum(-1).mean())
     for step in range(recipe.steps):
@@ -75,24 +98,7 @@ def train_topk(x: np.ndarray, recipe: Recipe, *, model_id: str, hook: str, sae_i
             order, pos = torch.randperm(n, generator=g), 0
         xb = data[order[pos : pos + recipe.batch_size]]
         pos += recipe.batch_size
-        h = (xb - p["b_dec"]) @ p["W_enc"] + p["b_enc"]
-        top = torch.topk(h, recipe.k, dim=-1)
-        z = torch.zeros_like(h).scatter(-1, top.indices, torch.relu(top.values))
-        x_hat = z @ p["W_dec"] + p["b_dec"]
-        err = xb - x_hat
-        loss = (err**2).sum(-1).mean()
-        fired = torch.zeros(d_sae, dtype=torch.bool)
-        fired[top.indices[top.values > 0].unique()] = True
-        since_fired = torch.where(fired, torch.zeros_like(since_fired), since_fired + 1)
-        dead = since_fired > recipe.dead_steps
-        aux = torch.zeros(())
-        if dead.any():
-            hd = h.masked_fill(~dead, -torch.inf)
-            kk = min(k_aux, int(dead.sum()))
-            ta = torch.topk(hd, kk, dim=-1)
-            za = torch.zeros_like(h).scatter(-1, ta.indices, torch.relu(ta.values))
-            aux = ((err.detach() - za @ p["W_dec"]) ** 2).sum(-1).mean()
-        total = loss + recipe.aux_coef * aux
+        total, loss, since_fired, dead = _loss(p, xb, recipe, since_fired, d_in // 2)
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
@@ -109,26 +115,32 @@ def train_topk(x: np.ndarray, recipe: Recipe, *, model_id: str, hook: str, sae_i
         z = sae.encode(data)
         fvu = float(((data - sae.decode(z)) ** 2).sum(-1).mean()) / var
         alive = int((z != 0).any(0).sum())
-    stats = {"train_frames": n, "final_fvu": round(fvu, 6), "alive_features": alive,
-             "train_seconds": round(time.perf_counter() - t0, 2)}
-    return sae, stats
+    return sae, {"train_frames": n, "final_fvu": round(fvu, 6), "alive_features": alive,
+                 "train_seconds": round(time.perf_counter() - t0, 2)}
+
+
+def train_frames(adapter, hook: str, suite, batch_size: int = 8) -> tuple[np.ndarray, list[dict]]:
+    """The valid frames of the suite's train splits at ``hook`` (speech, commands, non-speech, in that
+    order), and a record of the manifests they came from."""
+    from audiosaebench.activations.extract import get_activations
+
+    roles = [r for r in TRAIN_ROLES if r in suite.splits]
+    sets = [get_activations(adapter, [hook], suite.split(r), batch_size=batch_size)[hook] for r in roles]
+    return (np.concatenate([a.rows(0, a.n_frames) for a in sets]),
+            [{"role": r, "manifest_sha256": suite.split(r).sha256} for r in roles])
 
 
 def train_reference(
     model_ref: str, hook: str, out: str | Path, *, suite: str = "mini", data_dir: str | Path | None = None,
     seeds: tuple[int, ...] = (0, 1), recipe: Recipe | None = None, batch_size: int = 8, overwrite: bool = False,
 ) -> list[Path]:
-    from audiosaebench.activations.extract import get_activations
     from audiosaebench.data.suites import load_suite
     from audiosaebench.models.loading import load_adapter
 
     recipe = recipe or Recipe()
     ad = load_adapter(model_ref)
     hp = ad.resolve(hook).name
-    s = load_suite(suite, data_dir)
-    sets = [get_activations(ad, [hp], s.split(r), batch_size=batch_size)[hp] for r in TRAIN_ROLES if r in s.splits]
-    x = np.concatenate([a.rows(0, a.n_frames) for a in sets])
-    data_record = [{"role": r, "manifest_sha256": s.split(r).sha256} for r in TRAIN_ROLES if r in s.splits]
+    x, data_record = train_frames(ad, hp, load_suite(suite, data_dir), batch_size)
     written = []
     for seed in seeds:
         rec = Recipe(**{**asdict(recipe), "seed": seed})

@@ -15,7 +15,7 @@ Prints a readable table and writes a JSON report (with the machine it ran on). P
 * tail:    the first encoder layer above the hook on edited hook states (a small shift of every
            valid frame; the mini speech test clips, and commands test clips cut to 1 s as causal
            patching cuts them; batches of 8): transformers' layer against the memo of the unchanged
-           frames (audiosaebench.models.unchanged_tail), a pass that finds its entry and the first
+           frames (audiosaebench.models.unedited_frames_memo), a pass that finds its entry and the first
            use (building the entry, then the pass), and the largest difference of their outputs;
 * warm:    `evaluate --tasks fidelity,phoneme_probing` of a second SAE after a first on the same hook,
            against the same SAE in a fresh home (goal >= 10x);
@@ -180,14 +180,15 @@ def bench_decoder(report: dict) -> None:
 
 def bench_tail(report: dict) -> None:
     """The first layer above the hook on edited hook states: transformers' layer against the memo of the
-    unchanged frames (audiosaebench.models.unchanged_tail): building an entry, and a pass that finds one."""
+    unchanged frames (audiosaebench.models.unedited_frames_memo): building an entry, and a pass that finds one."""
     import torch
     from torch import nn
 
+    from audiosaebench.activations.states import continuation_states
     from audiosaebench.data.suites import load_suite
     from audiosaebench.models.continuation import Continuation
     from audiosaebench.models.loading import load_adapter
-    from audiosaebench.models.unchanged_tail import TailMemo
+    from audiosaebench.models.unedited_frames_memo import UneditedFramesMemo
     from audiosaebench_tasks.causal_patching.compute import _fit_length
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
@@ -204,16 +205,16 @@ def bench_tail(report: dict) -> None:
             if seconds is not None:  # cut or padded as causal patching fits its clips
                 waves = [_fit_length(w, int(seconds * 16_000)) for w in waves]
             batch = ad.prepare(waves)
-            states = cont.states(batch)
+            states = continuation_states(cont, batch)
             edited = states.clone()
             gen = torch.Generator().manual_seed(i)
             for j, v in enumerate(batch.valid_frames):  # a shift of every valid frame, as steering adds one
                 edited[j, :v] += 0.05 * torch.randn(v, states.shape[-1], generator=gen).to(dev)
             batches.append((states, edited, max(batch.valid_frames)))
-        memo = TailMemo(layer, budget_bytes=1 << 40)
+        memo = UneditedFramesMemo(layer, budget_bytes=1 << 40)
         with torch.no_grad():
             t_layer = _best_time(lambda b=batches: [layer(h, None) for _, h, _ in b], dev, 3)
-            builder = TailMemo(layer, budget_bytes=1 << 40)  # keeps what it builds, as a first use does
+            builder = UneditedFramesMemo(layer, budget_bytes=1 << 40)  # keeps what it builds, as a first use does
             t_build = _best_time(lambda b=batches, m=builder: (m.clear(), [m._build(s, e) for s, _, e in b]), dev, 3)
             builder.clear()
             [memo(s, h) for s, h, _ in batches]
@@ -284,7 +285,7 @@ def _cli_peak(args: list[str], env: dict) -> tuple[float, float]:
 
 
 def _write_random(path: Path, d_sae: int, seed: int) -> Path:
-    from audiosaebench.baselines import random_sae
+    from audiosaebench.sae.reference import random_sae
     from audiosaebench.sae.writing import write_saelens_v6
 
     return write_saelens_v6(random_sae(384, d_sae, 32, MODEL, HOOK, seed=seed).with_info(id=f"bench-d{d_sae}-s{seed}"),
@@ -719,7 +720,7 @@ def bench_scale(report: dict, src_home: Path, limit: int, dtype: str, save: Call
     first SAE cold, of the second after it (warm) and of the second in a fresh home (cold); (d) peak
     RSS of the same run at 1x, 2x and 4x the clips (the splice off, as in the memory part). ``save``
     runs after each model, so a run stopped at a time limit keeps the models it finished."""
-    from audiosaebench.baselines import random_sae
+    from audiosaebench.sae.reference import random_sae
     from audiosaebench.sae.writing import write_saelens_v6
 
     tasks = "fidelity,phoneme_probing"

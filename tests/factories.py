@@ -162,7 +162,7 @@ def result_doc(task: str = "fidelity", version: str | None = None, *, sae_sha: s
                  "splits": [{"role": "speech_test", "dataset": "mini-speech", "split": "test-mini",
                              "manifest_sha256": manifest, "n_clips": 4, "n_frames": 100}]},
         "config": config, "config_sha256": sha256_json(config),
-        "metrics": {"main_score": main, "values": values, "higher_is_better": dict.fromkeys(values, True),
+        "metrics": {"main_score": main, "values": values, "higher_is_better": {n: meta.direction(n) is not False for n in values},
                     "floor": 0.0, "ceiling": 1.0, "reasons": {} if value is not None else {main: "undefined here"}},
         "uncertainty": {"method": "test", "n": 10, "values": {main: [value - 0.1, value + 0.1]} if value is not None else {}},
         "details": {},

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from audiosaebench.baselines import identity_sae, random_sae
+from audiosaebench.activations.states import continuation_states
 from audiosaebench.interventions import FeaturePatcher, HookFeaturePatcher
+from audiosaebench.sae.reference import identity_sae, random_sae
 
 HOOK = "encoder.layers.2"
 MODEL = "openai/whisper-tiny.en"
@@ -51,7 +52,7 @@ def test_continuation_matches_the_full_forward_pass(whisper, start):
     with torch.no_grad():
         enc = ad.base_model.encoder(batch.inputs["input_features"]).last_hidden_state
         full = cont.readout(enc)
-        part = cont(cont.states(batch))
+        part = cont(continuation_states(cont, batch))
     assert cont.component == {"output": "site.output", "input": "model.model.encoder.layers[2].output"}[start]
     torch.testing.assert_close(part, full, rtol=0, atol=1e-5)
 
@@ -62,7 +63,7 @@ def test_pyvene_edit_equals_a_plain_forward_hook_and_keeps_other_hooks(whisper, 
 
     ad, cont, batch = whisper
     cont = Continuation(ad, HOOK, cont.readout, start=start)
-    hin = cont.states(batch)
+    hin = continuation_states(cont, batch)
     x, _ = _hook_output(cont, hin)
     sae = random_sae(384, 1536, 32, MODEL, HOOK, seed=3)
     positions = [list(range(50))] * 2
@@ -88,7 +89,7 @@ def test_pyvene_edit_equals_a_plain_forward_hook_and_keeps_other_hooks(whisper, 
 def test_patching_every_feature_of_a_lossless_basis_on_every_frame_recovers_exactly(whisper):
     """k = d_sae with the identity basis on all frames turns the corrupted run into the clean one."""
     ad, cont, batch = whisper
-    hin = cont.states(batch)
+    hin = continuation_states(cont, batch)
     x, scores = _hook_output(cont, hin)
     sae = identity_sae(384, MODEL, HOOK)
     every_frame = [list(range(x.shape[1]))] * 2
@@ -120,14 +121,14 @@ def test_encoder_only_continuation_matches_the_full_forward_pass(tiny_models, ho
     cont = Continuation(ad, hook, nn.Identity(), start=start)
     with torch.no_grad():
         full = ad.base_model(**{k: v for k, v in batch.inputs.items()}).last_hidden_state
-        part = cont(cont.states(batch))
+        part = cont(continuation_states(cont, batch))
     torch.testing.assert_close(part, full, rtol=1e-5, atol=1e-5)
     if family.startswith("wavlm"):  # the bias is not a no-op here: leaving it out changes the output
         heads = ad.config.num_attention_heads
         cont._bias_source = (type("NoBias", (), {"compute_bias": lambda self, q, k: torch.zeros(heads, q, k),
                                                  "num_heads": heads})(),)
         with torch.no_grad():
-            assert not torch.allclose(cont(cont.states(batch)), full, atol=1e-3)
+            assert not torch.allclose(cont(continuation_states(cont, batch)), full, atol=1e-3)
 
 
 @pytest.mark.parametrize("family", ["hubert", "wavlm"])

@@ -10,10 +10,10 @@ from hypothesis import strategies as st
 from sklearn.metrics import f1_score
 
 from audiosaebench.activations import store
-from audiosaebench.baselines import random_sae
 from audiosaebench.codes import MEMO, _Packed, iter_codes, pooled_clip_codes, sparse_frame_codes
+from audiosaebench.sae.reference import random_sae
 from audiosaebench.sae.sae import SAE
-from audiosaebench_tasks.coverage.compute import QUANTILES, threshold_f1
+from audiosaebench.toolkit.feature_f1 import QUANTILES, threshold_f1
 from tests.factories import random_params
 
 LENGTHS = [5, 0, 13, 1, 9, 20, 3]  # a clip with no valid frames, clips straddling chunks and shards

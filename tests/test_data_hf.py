@@ -140,10 +140,10 @@ def test_missing_hf_dataset_is_one_line(tmp_path):
 def test_every_task_runs_on_the_full_suite_replica(tmp_path, hf_parquet, tiny_en_dir):
     """`evaluate --tasks all` on the full suite's layout (a clip longer than 30 s included) with the
     real Whisper tiny.en: every task writes a valid result, a number or a stated reason."""
-    from audiosaebench.baselines import random_sae
     from audiosaebench.data.suites import load_suite
     from audiosaebench.evaluation import evaluate
     from audiosaebench.registry import task_names
+    from audiosaebench.sae.reference import random_sae
 
     sources, _ = hf_parquet
     prepare_full(tmp_path / "full", from_hf=True, hf_sources=sources)

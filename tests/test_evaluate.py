@@ -191,16 +191,16 @@ def test_registry_duplicates_and_bad_entry_points(monkeypatch):
     eps = [EntryPoint("fidelity", "audiosaebench_tasks.fidelity:FidelityTask", registry.GROUP),
            EntryPoint("fidelity", "somewhere.else:Other", registry.GROUP)]
     monkeypatch.setattr(registry, "entry_points", lambda group: eps)
-    registry._entry_points.cache_clear()
+    registry._group.cache_clear()
     try:
         with pytest.raises(TaskError, match="two tasks"):
             registry.task_names()
         eps[:] = [EntryPoint("renamed", "audiosaebench_tasks.fidelity:FidelityTask", registry.GROUP)]
-        registry._entry_points.cache_clear()
+        registry._group.cache_clear()
         with pytest.raises(TaskError, match="names must agree"):
             registry.get_task("renamed")
     finally:
-        registry._entry_points.cache_clear()
+        registry._group.cache_clear()
 
 
 def test_every_task_has_complete_metadata_and_docs():

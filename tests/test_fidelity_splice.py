@@ -26,8 +26,8 @@ def _manifest(root, name: str, seconds: list[float]) -> Manifest:
 
 
 def test_whisper_splice_leaves_out_clips_longer_than_one_window(tiny_en_dir, tmp_path):
-    from audiosaebench.baselines import identity_sae
     from audiosaebench.evaluation import evaluate
+    from audiosaebench.sae.reference import identity_sae
 
     speech = _manifest(tmp_path, "speech", [2.0, 31.5, 3.0])
     other = _manifest(tmp_path, "other", [1.0])
@@ -52,9 +52,9 @@ def test_whisper_splice_leaves_out_clips_longer_than_one_window(tiny_en_dir, tmp
 def test_whisper_splice_decodes_each_clip_up_to_a_limit_set_by_its_length(tiny_en_dir, tmp_path, monkeypatch):
     """fidelity 1.1.0: 8 tokens per second of the clip, 96 to 224 (1.0.0 stopped every clip at 96
     tokens, which cut LibriSpeech's longest utterances short in wer_clean and wer_sae)."""
-    from audiosaebench.baselines import identity_sae
     from audiosaebench.evaluation import evaluate
     from audiosaebench.models.whisper_decode import WhisperDecoder
+    from audiosaebench.sae.reference import identity_sae
 
     asked = []
     decode = WhisperDecoder.decode_encoder_states

@@ -23,10 +23,10 @@ MODEL = "openai/whisper-tiny.en"
 @pytest.fixture(scope="module")
 def setup(tiny_en_dir, mini_suite):
     from audiosaebench.activations.extract import get_activations
-    from audiosaebench.baselines import identity_sae, pca_sae, random_sae
     from audiosaebench.data.suites import load_suite
     from audiosaebench.labels import frame_phone_ids
     from audiosaebench.models.loading import load_adapter
+    from audiosaebench.sae.reference import identity_sae, pca_sae, random_sae
     from audiosaebench.training import TRAIN_ROLES
 
     ad = load_adapter(MODEL)
@@ -176,8 +176,8 @@ def _permuted(sae, seed: int):
 
 
 def test_stability_permuted_copy_is_perfect_and_random_pairs_are_at_the_floor(setup, tmp_path):
-    from audiosaebench.baselines import random_sae
     from audiosaebench.evaluation import evaluate
+    from audiosaebench.sae.reference import random_sae
 
     suite, saes = setup
     t = saes["trained"]
@@ -197,8 +197,8 @@ def test_stability_permuted_copy_is_perfect_and_random_pairs_are_at_the_floor(se
 
 
 def test_alignment_with_a_permuted_copy_is_perfect_and_random_is_at_the_floor(setup, tmp_path):
-    from audiosaebench.baselines import random_sae
     from audiosaebench.evaluation import evaluate
+    from audiosaebench.sae.reference import random_sae
 
     suite, saes = setup
     t = saes["trained"]

@@ -34,7 +34,7 @@ def _csc_columns(rng, n_rows: int, n_cols: int, density: float, dtype=np.float32
 @settings(max_examples=80, deadline=None)
 @given(st.integers(0, 10_000), st.integers(1, 40), st.integers(1, 12), st.floats(0.0, 1.0))
 def test_column_quantiles_equal_numpy_bit_for_bit(seed, n_rows, n_cols, density):
-    from audiosaebench_tasks.coverage.compute import QUANTILES, column_quantiles
+    from audiosaebench.toolkit.feature_f1 import QUANTILES, column_quantiles
 
     z = _csc_columns(np.random.default_rng(seed), n_rows, n_cols, density)
     got = column_quantiles(z)
@@ -46,7 +46,7 @@ def test_column_quantiles_equal_numpy_bit_for_bit(seed, n_rows, n_cols, density)
 
 def _feature_f1_one_by_one(fam):
     """The definition: ``threshold_f1`` on each feature's stored values."""
-    from audiosaebench_tasks.coverage.compute import threshold_f1
+    from audiosaebench.toolkit.feature_f1 import threshold_f1
 
     ztr, zte = fam.z_train.tocsc(), fam.z_test.tocsc()
     ytr, yte = fam.y_train.astype(np.int64), fam.y_test.astype(np.int64)
@@ -61,18 +61,19 @@ def _feature_f1_one_by_one(fam):
 @settings(max_examples=60, deadline=None)
 @given(st.integers(0, 10_000), st.integers(1, 60), st.integers(1, 30), st.integers(1, 4), st.floats(0.0, 1.0))
 def test_feature_f1_equals_threshold_f1_per_feature(seed, n_items, d_sae, n_concepts, density):
-    from audiosaebench_tasks.coverage import compute
+    from audiosaebench.toolkit import feature_f1 as compute
+    from audiosaebench_tasks.coverage.compute import Family, feature_f1
 
     rng = np.random.default_rng(seed)
     z_tr, z_te = (_csc_columns(rng, n_items, d_sae, density) for _ in range(2))
     y_tr, y_te = (rng.random((n_items, n_concepts)) < 0.3 for _ in range(2))
-    fam = compute.Family("f", [str(c) for c in range(n_concepts)], y_tr, y_te, z_tr, z_te, None, None, None, None, ())
+    fam = Family("f", [str(c) for c in range(n_concepts)], y_tr, y_te, z_tr, z_te, None, None, None, None, ())
     want = _feature_f1_one_by_one(fam)
     for block, values in ((7, 10**9), (10**9, 20), (10**9, 10**9)):  # blocks by features, by values, one block
         old = compute._F1_BLOCK, compute._F1_BLOCK_VALUES
         try:
             compute._F1_BLOCK, compute._F1_BLOCK_VALUES = block, values
-            got = compute.feature_f1(fam)
+            got = feature_f1(fam)
         finally:
             compute._F1_BLOCK, compute._F1_BLOCK_VALUES = old
         for g, w in zip(got, want, strict=True):

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from audiosaebench.activations.store import ActivationSet, StoreWriter, open_store, store_key
 from audiosaebench.data.manifest import Manifest
-from audiosaebench.heap import HeapGuard, reusing_freed_blocks
+from audiosaebench.runtime.allocator import HeapGuard, reusing_freed_blocks
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def get_activations(
     writers = {h: StoreWriter(keys[h], fields[h], adapter.hidden_size, root) for h in missing}
     keep = [h for h in missing if h in {adapter.resolve(k).name for k in keep_states}]
     try:
-        with reusing_freed_blocks():  # one forward after another: see audiosaebench.heap
+        with reusing_freed_blocks():  # one forward after another: see audiosaebench.runtime.allocator
             _extract_into(adapter, missing, manifest, writers, batch_size, progress, keep)
         for h in missing:
             out[h] = writers[h].commit()
@@ -89,64 +89,65 @@ def get_activations(
     return {h: out[h] for h in names}
 
 
-def _extract_into(
-    adapter: Any,
-    hooks: list[str],
-    manifest: Manifest,
-    writers: dict[str, StoreWriter],
-    batch_size: int,
-    progress: bool,
-    keep_states: list[str],
-) -> None:
+class _Pending:
+    """Rows of clips whose segments are not all extracted yet; a clip goes to the writers, in manifest
+    order, once its last segment is in."""
+
+    def __init__(self, manifest: Manifest, hooks: list[str], writers: dict[str, StoreWriter], bar: Any):
+        self.manifest, self.hooks, self.writers, self.bar = manifest, hooks, writers, bar
+        self.parts: dict[int, dict[int, dict[str, np.ndarray]]] = {}
+        self.n_segs: dict[int, int] = {}
+        self.next_clip = 0
+
+    def flush_ready(self) -> None:
+        while self.next_clip in self.n_segs and len(self.parts.get(self.next_clip, {})) == self.n_segs[self.next_clip]:
+            parts = self.parts.pop(self.next_clip)
+            clip_id = self.manifest.clips[self.next_clip].clip_id
+            for h in self.hooks:
+                rows = [parts[s][h] for s in sorted(parts)]  # copies already (see _run_batch)
+                self.writers[h].add_clip(clip_id, rows[0] if len(rows) == 1 else np.concatenate(rows))
+            self.next_clip += 1
+            self.bar.update(1)
+
+
+def _run_batch(adapter: Any, batch: list[tuple[int, int, np.ndarray]], pending: _Pending, keep_states: list[str],
+               guard: HeapGuard) -> None:
     from audiosaebench.activations.states import put_states
 
-    pending: dict[int, dict[int, dict[str, np.ndarray]]] = {}
-    n_segs: dict[int, int] = {}
-    next_clip = 0
+    for group in adapter.batch_groups([len(w) for _, _, w in batch]):
+        items = [batch[i] for i in group]
+        b = adapter.prepare([w for _, _, w in items])
+        acts = adapter.activations(b, pending.hooks)
+        for h in keep_states:
+            put_states(adapter, h, b, acts[h])
+        for j, (ci, si, _) in enumerate(items):
+            vf = b.valid_frames[j]
+            # a copy of the valid rows, so the pending clip does not keep the whole batch alive
+            pending.parts.setdefault(ci, {})[si] = {
+                h: acts[h][j, :vf].to(torch.float32).cpu().numpy().copy() for h in pending.hooks
+            }
+        del acts, b
+        guard.check()  # SSL batches change shape from clip to clip: see audiosaebench.runtime.allocator
+    batch.clear()
+    pending.flush_ready()
+
+
+def _extract_into(adapter: Any, hooks: list[str], manifest: Manifest, writers: dict[str, StoreWriter], batch_size: int,
+                  progress: bool, keep_states: list[str]) -> None:
     bar = tqdm(total=len(manifest), desc=f"activations {manifest.name}", unit="clip", disable=not progress or None)
-
-    def flush_ready() -> None:
-        nonlocal next_clip
-        while next_clip in n_segs and len(pending.get(next_clip, {})) == n_segs[next_clip]:
-            parts = pending.pop(next_clip)
-            clip_id = manifest.clips[next_clip].clip_id
-            for h in hooks:
-                rows = [parts[s][h] for s in sorted(parts)]  # copies already (see run_batch)
-                writers[h].add_clip(clip_id, rows[0] if len(rows) == 1 else np.concatenate(rows))
-            next_clip += 1
-            bar.update(1)
-
+    pending = _Pending(manifest, hooks, writers, bar)
     batch: list[tuple[int, int, np.ndarray]] = []
-    heap = HeapGuard(settle=True)  # the first batch's kept blocks are the loop's own working set
-
-    def run_batch() -> None:
-        for group in adapter.batch_groups([len(w) for _, _, w in batch]):
-            items = [batch[i] for i in group]
-            b = adapter.prepare([w for _, _, w in items])
-            acts = adapter.activations(b, hooks)
-            for h in keep_states:
-                put_states(adapter, h, b, acts[h])
-            for j, (ci, si, _) in enumerate(items):
-                vf = b.valid_frames[j]
-                # a copy of the valid rows, so the pending clip does not keep the whole batch alive
-                pending.setdefault(ci, {})[si] = {
-                    h: acts[h][j, :vf].to(torch.float32).cpu().numpy().copy() for h in hooks
-                }
-            del acts, b
-            heap.check()  # SSL batches change shape from clip to clip: see audiosaebench.heap
-        batch.clear()
-        flush_ready()
-
+    guard = HeapGuard(settle=True)  # the first batch's kept blocks are the loop's own working set
     for ci, si, ns, seg in _segments(adapter, manifest):
-        n_segs[ci] = ns
+        pending.n_segs[ci] = ns
         if ns == 0:
             continue
         batch.append((ci, si, seg))
         if len(batch) >= batch_size:
-            run_batch()
+            _run_batch(adapter, batch, pending, keep_states, guard)
     if batch:
-        run_batch()
-    flush_ready()
+        _run_batch(adapter, batch, pending, keep_states, guard)
+    pending.flush_ready()
     bar.close()
-    if next_clip != len(manifest):
-        raise RuntimeError(f"extraction ended after {next_clip} of {len(manifest)} clips")
+    if pending.next_clip != len(manifest):
+        raise RuntimeError(f"extraction ended after {pending.next_clip} of {len(manifest)} clips")

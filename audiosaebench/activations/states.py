@@ -32,8 +32,9 @@ from typing import Any
 
 import torch
 
-from audiosaebench import budgets, paths
+from audiosaebench import paths
 from audiosaebench.models.base import Batch, _StopForward
+from audiosaebench.runtime import limits
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 2  # 2: one entry per batch row (1: per batch)
@@ -43,7 +44,7 @@ _full_warned: set[Path] = set()
 
 
 def budget_bytes() -> int:
-    return budgets.from_env("AUDIOSAEBENCH_STATE_CACHE_GB", "4", budgets.GB, "the state cache")
+    return limits.from_env("AUDIOSAEBENCH_STATE_CACHE_GB", "4", limits.GB, "the state cache")
 
 
 def folder() -> Path:
@@ -117,7 +118,7 @@ def _read(path: Path, frames: int | None, d: int) -> torch.Tensor | None:
 def _write(path: Path, t: torch.Tensor) -> None:
     from safetensors.torch import save_file
 
-    from audiosaebench.cache import atomic_write
+    from audiosaebench import atomic
 
     root = folder()
     if root not in _used_bytes:
@@ -129,7 +130,7 @@ def _write(path: Path, t: torch.Tensor) -> None:
             _full_warned.add(root)
         return
     try:
-        atomic_write(path, lambda tmp: save_file({"states": t.contiguous()}, str(tmp)))
+        atomic.write_file(path, lambda tmp: save_file({"states": t.contiguous()}, str(tmp)))
         _used_bytes[root] += size
     except OSError as e:  # a full disk costs speed, not the run
         log.warning("could not write the state cache entry %s (%s)", path, e)
@@ -168,3 +169,9 @@ def hook_states(adapter: Any, hook: str, batch: Batch, where: str = "output") ->
             rows[j] = row
             _write(_path(keys[j]), row)
     return torch.stack(rows)  # type: ignore[arg-type]
+
+
+def continuation_states(cont: Any, batch: Batch) -> torch.Tensor:
+    """What a :class:`~audiosaebench.models.continuation.Continuation` starts from for ``batch``
+    ([B, T, d], all frames, on its device): :func:`hook_states` at its hook and start."""
+    return hook_states(cont.adapter, cont.hook.name, batch, cont.start).to(cont.device)

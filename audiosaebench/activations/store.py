@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from audiosaebench import paths
+from audiosaebench.atomic import fsync_path
 from audiosaebench.hashing import sha256_file, sha256_json
 
 log = logging.getLogger(__name__)
@@ -216,13 +217,23 @@ class StoreWriter:
         self.buffered = int(rest.shape[0])
 
     def commit(self) -> ActivationSet:
+        """Write ``meta.json`` last, fsync everything and rename the folder into place. Readers trust only a
+        folder under its final name whose ``meta.json`` names this key and whose shards match their
+        checksums; with several writers of one key, the first rename wins and the others' identical
+        folders are dropped."""
         if self.buffered or not self.shards:
             self._flush(self.buffered)
         meta = {"key": self.key, **self.fields, "d": self.d, "n_frames": self.written, "clips": self.clips, "shards": self.shards}
+        for sh in self.shards:
+            fsync_path(self.tmp / sh["file"])
         with open(self.tmp / "meta.json", "w") as f:
             json.dump(meta, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        fsync_path(self.tmp)
         try:
             os.rename(self.tmp, self.final)
+            fsync_path(self.final.parent)
         except OSError:
             # another process finished the same entry first; theirs is identical
             shutil.rmtree(self.tmp, ignore_errors=True)

@@ -172,7 +172,7 @@ def speech_commands_manifest(
     if "_unknown_" in by_class and keyword_counts:
         cap = int(round(sum(keyword_counts) / len(keyword_counts)))
         by_class["_unknown_"] = _first_by_hash(by_class["_unknown_"], cap)
-    silence = []
+    silence: list[Clip] = []
     bg = top / SC_BACKGROUND
     for f in sorted(bg.glob("*.wav")) if bg.exists() else []:
         n = len(load_audio(f))

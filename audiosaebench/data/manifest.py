@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,8 @@ def _count(value: Any, name: str) -> int:
         raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
     return int(value)
 
+
+MAX_MANIFEST_BYTES = 1 << 30  # a full-suite manifest with phone alignments runs to tens of MB
 
 @dataclass(frozen=True)
 class Clip:
@@ -79,7 +80,7 @@ class Clip:
             labels=labels,
             segment=(_count(segment[0], "segment"), _count(segment[1], "segment")) if segment else None,
         )
-        if clip.sample_rate == 0 or (clip.segment and (len(segment) != 2 or clip.segment[0] >= clip.segment[1])):
+        if clip.sample_rate == 0 or (segment and (len(segment) != 2 or segment[0] >= segment[1])):
             raise ValueError(f"clip {clip.clip_id!r}: sample_rate or segment out of range")
         return clip
 
@@ -140,24 +141,22 @@ class Manifest:
         }
 
     def write(self, path: str | Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump({**self.body(), "sha256": self.sha256}, f, indent=1, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
+        from audiosaebench import atomic
+
+        atomic.write_text(path, json.dumps({**self.body(), "sha256": self.sha256}, indent=1, sort_keys=True) + "\n")
 
     @classmethod
     def read(cls, path: str | Path, root: str | Path | None = None) -> Manifest:
+        from audiosaebench import untrusted
+
         path = Path(path)
+        if not path.exists():
+            raise DataError(f"manifest not found: {path}; run `audiosaebench data prepare`")
+        d = untrusted.read_json(path, DataError, max_bytes=MAX_MANIFEST_BYTES)
         try:
-            d = json.loads(path.read_text(encoding="utf-8"))
             clips = tuple(Clip.from_dict(c) for c in d["clips"])
             m = cls(str(d["dataset"]), str(d["split"]), str(d["version"]), clips, str(root or path.parent))
-        except FileNotFoundError:
-            raise DataError(f"manifest not found: {path}; run `audiosaebench data prepare`") from None
-        except (ValueError, KeyError, TypeError, OverflowError) as e:
+        except (ValueError, KeyError, TypeError, OverflowError, AttributeError) as e:
             raise DataError(f"manifest {path} is corrupt ({type(e).__name__}: {e}); re-run `audiosaebench data prepare`") from None
         if d.get("sha256") not in (None, m.sha256):
             raise DataError(f"manifest {path} was edited (its recorded sha256 no longer matches its rows)")

@@ -26,6 +26,7 @@ import logging
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -89,7 +90,7 @@ def _librispeech_text(s: str) -> str:
 
 def _phone_tier(events: list[tuple[str, int]], sr: int, n_samples: int) -> list[tuple[float, float, str]]:
     """espeak phoneme events -> contiguous intervals in seconds, silence outside phones."""
-    marks: list[tuple[int, str | None]] = []
+    marks: list[tuple[int, str]] = []
     for name, sample in events:
         if name == "<end>":
             marks.append((sample, SILENCE))
@@ -242,6 +243,8 @@ def build_commands(base: Path, synth: EspeakSynth) -> None:
 
 
 def _esc_sound(cls: str, rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
+    y: Any
+    f0: Any
     t = np.arange(n) / sr
     env = np.clip(np.minimum(t / rng.uniform(0.05, 0.5), (t[-1] - t) / rng.uniform(0.05, 0.5)), 0, 1)
     if cls == "pure_tone":

@@ -18,18 +18,8 @@ from pathlib import Path
 
 from audiosaebench import paths
 from audiosaebench.data.manifest import Manifest
+from audiosaebench.data.roles import ROLES  # noqa: F401 - re-exported: the roles a suite may provide
 from audiosaebench.errors import DataError
-
-ROLES = (
-    "commands_val",
-    "speech_train",
-    "speech_test",
-    "nonspeech_train",
-    "nonspeech_test",
-    "commands_train",
-    "commands_test",
-)
-SUITES = ("toy", "mini", "full")
 
 
 @dataclass(frozen=True)
@@ -46,29 +36,38 @@ class Suite:
 
 
 def load_suite(name: str, data_dir: str | Path | None = None) -> Suite:
-    if name == "toy":
-        from audiosaebench.data.toy import build_toy
+    """The suite registered as ``name`` (built-in: toy, mini, full; others through the
+    ``audiosaebench.suites`` entry-point group), with its data in ``data_dir`` or the user cache."""
+    from audiosaebench.registry import suite_loader
 
-        root = Path(data_dir) if data_dir else paths.data_dir() / "toy"
-        return Suite("toy", build_toy(root), submittable=False)
-    if name in ("mini", "full"):
-        root = Path(data_dir) if data_dir else paths.data_dir() / name
-        index = root / "suite.json"
-        if not index.exists():
-            raise DataError(
-                f"the {name} suite is not prepared in {root}; run `audiosaebench data prepare --suite {name}`"
-            )
-        import json
+    return suite_loader(name)(data_dir)
 
-        try:
-            roles = json.loads(index.read_text())["splits"]
-        except (ValueError, KeyError) as e:
-            raise DataError(f"{index} is corrupt ({e}); re-run `audiosaebench data prepare --suite {name} --force`") from None
-        splits = {role: Manifest.read(root / rel, root=root) for role, rel in roles.items()}
-        warnings: tuple[str, ...] = ()
-        if name == "mini":
-            from audiosaebench.data.mini import compare_expected
 
-            warnings = tuple(compare_expected(splits))
-        return Suite(name, splits, warnings=warnings)
-    raise DataError(f"unknown suite {name!r}; choose one of {', '.join(SUITES)}")
+def _prepared(name: str, data_dir: str | Path | None) -> tuple[Path, dict[str, Manifest]]:
+    """The manifests of a suite written by ``data prepare`` (its ``suite.json`` index)."""
+    import json
+
+    root = Path(data_dir) if data_dir else paths.data_dir() / name
+    index = root / "suite.json"
+    if not index.exists():
+        raise DataError(f"the {name} suite is not prepared in {root}; run `audiosaebench data prepare --suite {name}`")
+    try:
+        roles = json.loads(index.read_text())["splits"]
+    except (ValueError, KeyError) as e:
+        raise DataError(f"{index} is corrupt ({e}); re-run `audiosaebench data prepare --suite {name} --force`") from None
+    return root, {role: Manifest.read(root / rel, root=root) for role, rel in roles.items()}
+
+
+def load_mini_suite(data_dir: str | Path | None = None) -> Suite:
+    """The embedded mini suite; a manifest whose hash differs from the shipped one is a warning that every
+    result records (``data.manifest_warnings``)."""
+    from audiosaebench.data.mini import compare_expected
+
+    _, splits = _prepared("mini", data_dir)
+    return Suite("mini", splits, warnings=tuple(compare_expected(splits)))
+
+
+def load_full_suite(data_dir: str | Path | None = None) -> Suite:
+    """LibriSpeech / ESC-50 / Speech Commands as ``data prepare --suite full`` indexed them."""
+    _, splits = _prepared("full", data_dir)
+    return Suite("full", splits)

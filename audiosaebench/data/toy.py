@@ -63,3 +63,12 @@ def build_toy(root: str | Path, clips_per_split: int = 6) -> dict[str, Manifest]
                 )
             out[f"{role}_{split}"] = Manifest(f"toy-{role}", split, TOY_VERSION, tuple(clips), str(root))
     return out
+
+
+def load_toy_suite(data_dir: str | Path | None = None):
+    """Generated clips for tests and smoke runs (not submittable), built on first use."""
+    from audiosaebench import paths
+    from audiosaebench.data.suites import Suite
+
+    root = Path(data_dir) if data_dir else paths.data_dir() / "toy"
+    return Suite("toy", build_toy(root), submittable=False)

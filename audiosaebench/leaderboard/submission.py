@@ -45,19 +45,10 @@ def schema() -> dict[str, Any]:
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
-    """Safe-load one YAML mapping; tags such as ``!!python/object`` are refused, never constructed."""
-    import yaml
+    """One YAML mapping, read with the limits of :mod:`audiosaebench.untrusted` (no aliases, bounded)."""
+    from audiosaebench import untrusted
 
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise SubmissionError(f"{path}: not safe, plain YAML ({first})") from None
-    except UnicodeDecodeError:
-        raise SubmissionError(f"{path}: not UTF-8 text") from None
-    if not isinstance(doc, dict):
-        raise SubmissionError(f"{path}: must be a YAML mapping, not {type(doc).__name__}")
-    return doc
+    return untrusted.read_yaml_mapping(path, SubmissionError, max_bytes=MAX_FILE_BYTES)
 
 
 def _schema_check(doc: dict[str, Any], where: str) -> None:
@@ -102,13 +93,73 @@ def _walk_safe(folder: Path) -> list[Path]:
 
 
 def _load_json(path: Path) -> Any:
-    def no_constant(name: str) -> Any:
-        raise ValueError(f"{name} is not valid JSON")
+    from audiosaebench import untrusted
 
+    return untrusted.read_json(path, SubmissionError, max_bytes=MAX_FILE_BYTES)
+
+
+def _checked_folder(folder: Path, root: Path) -> list[Path]:
+    """The folder's files, after checking it is a plain folder directly inside ``root`` named by a valid id."""
+    if folder.is_symlink():
+        raise SubmissionError(f"{folder} is a symbolic link; submissions hold plain folders only")
+    if not folder.is_dir():
+        raise SubmissionError(f"{folder} is not a submission folder")
+    if folder.resolve().parent != root.resolve():
+        raise SubmissionError(f"{folder} is not directly inside {root}")
+    if not ID_RE.match(folder.name):
+        raise SubmissionError(f"submission id {folder.name!r} must match {ID_RE.pattern}")
+    return _walk_safe(folder)
+
+
+def _read_meta(folder: Path, files: list[Path]) -> dict[str, Any]:
+    meta_path = folder / "submission.yaml"
+    if meta_path not in files:
+        raise SubmissionError(f"{folder}/submission.yaml is missing")
+    meta = read_yaml(meta_path)
+    _schema_check(meta, str(meta_path))
+    if meta["id"] != folder.name:
+        raise SubmissionError(f"{meta_path}: id {meta['id']!r} differs from the folder name {folder.name!r}")
+    if any(PLACEHOLDER in s for s in _strings(meta)):
+        raise SubmissionError(f"{meta_path}: replace every '{PLACEHOLDER}' placeholder")
+    return meta
+
+
+def _check_result(doc: Any, where: str, meta: dict[str, Any]) -> None:
+    """One result file against the schema and the submission's declared SAE, kind and precision."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"), parse_constant=no_constant)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise SubmissionError(f"{path}: not valid JSON ({e})") from None
+        validate_result(doc, where)
+    except ResultError as e:
+        raise SubmissionError(str(e)) from None
+    sae = doc["sae"]
+    if sae["sha256"] != meta["sae_sha256"]:
+        raise SubmissionError(f"{where}: made with SAE {sae['sha256'][:12]}, but submission.yaml declares "
+                              f"{meta['sae_sha256'][:12]}")
+    for key, want in (("model_id", meta["model"]["id"]), ("hook_point", meta["hook_point"]),
+                      ("d_sae", meta["d_sae"]), ("architecture", meta["architecture"])):
+        if sae.get(key) != want:
+            raise SubmissionError(f"{where}: sae.{key} is {sae.get(key)!r}, submission.yaml says {want!r}")
+    if doc["kind"] != KIND_OF_RESULT[meta["kind"]]:
+        raise SubmissionError(f"{where}: result kind {doc['kind']!r} does not fit a {meta['kind']} entry")
+    if doc["run"]["limit"] is not None or not doc["data"]["submittable"]:
+        raise SubmissionError(f"{where}: not submittable (made with --limit or on a non-submittable suite)")
+    forward = doc["provenance"]["dtypes"]["model_forward"]
+    if forward != LEADERBOARD_DTYPE:
+        raise SubmissionError(f"{where}: the model ran in {forward}; leaderboard results use {LEADERBOARD_DTYPE} "
+                              f"forwards (re-run with --dtype {LEADERBOARD_DTYPE})")
+
+
+def _check_task_version(doc: dict[str, Any], where: str, sub: Submission, current_versions: bool) -> None:
+    from audiosaebench.registry import get_task, task_names
+
+    name, version = doc["task"]["name"], doc["task"]["version"]
+    if name not in task_names():
+        raise SubmissionError(f"{where}: unknown task {name!r}")
+    installed = get_task(name).metadata.version
+    if version != installed:
+        msg = f"{where}: task {name} version {version}; this benchmark has {installed} (re-run the task)"
+        if current_versions:
+            raise SubmissionError(msg)
+        sub.warnings.append(msg)
 
 
 def validate_submission(folder: str | Path, root: str | Path | None = None, *, current_versions: bool = True) -> Submission:
@@ -120,69 +171,20 @@ def validate_submission(folder: str | Path, root: str | Path | None = None, *, c
     ranks them with newer ones.
     """
     folder = Path(folder)
-    root = Path(root) if root is not None else folder.parent
-    if folder.is_symlink():
-        raise SubmissionError(f"{folder} is a symbolic link; submissions hold plain folders only")
-    if not folder.is_dir():
-        raise SubmissionError(f"{folder} is not a submission folder")
-    real_root, real = root.resolve(), folder.resolve()
-    if real.parent != real_root:
-        raise SubmissionError(f"{folder} is not directly inside {root}")
-    if not ID_RE.match(folder.name):
-        raise SubmissionError(f"submission id {folder.name!r} must match {ID_RE.pattern}")
-    files = _walk_safe(folder)
-    meta_path = folder / "submission.yaml"
-    if meta_path not in files:
-        raise SubmissionError(f"{folder}/submission.yaml is missing")
-    meta = read_yaml(meta_path)
-    _schema_check(meta, str(meta_path))
-    if meta["id"] != folder.name:
-        raise SubmissionError(f"{meta_path}: id {meta['id']!r} differs from the folder name {folder.name!r}")
-    if any(PLACEHOLDER in s for s in _strings(meta)):
-        raise SubmissionError(f"{meta_path}: replace every '{PLACEHOLDER}' placeholder")
+    files = _checked_folder(folder, Path(root) if root is not None else folder.parent)
+    meta = _read_meta(folder, files)
     sub = Submission(meta["id"], folder, meta)
     result_files = sorted(p for p in files if p.parent.name == "results")
     if not result_files:
         raise SubmissionError(f"{folder}/results/ holds no result JSON")
-    from audiosaebench.registry import get_task, task_names
-
-    known = set(task_names())
     seen: dict[str, Path] = {}
     for p in result_files:
         doc = _load_json(p)
-        try:
-            validate_result(doc, str(p))
-        except ResultError as e:
-            raise SubmissionError(str(e)) from None
-        where = f"{p}"
-        sae = doc["sae"]
-        if sae["sha256"] != meta["sae_sha256"]:
-            raise SubmissionError(f"{where}: made with SAE {sae['sha256'][:12]}, but submission.yaml declares "
-                                  f"{meta['sae_sha256'][:12]}")
-        for key, want in (("model_id", meta["model"]["id"]), ("hook_point", meta["hook_point"]),
-                          ("d_sae", meta["d_sae"]), ("architecture", meta["architecture"])):
-            if sae.get(key) != want:
-                raise SubmissionError(f"{where}: sae.{key} is {sae.get(key)!r}, submission.yaml says {want!r}")
-        if doc["kind"] != KIND_OF_RESULT[meta["kind"]]:
-            raise SubmissionError(f"{where}: result kind {doc['kind']!r} does not fit a {meta['kind']} entry")
-        if doc["run"]["limit"] is not None or not doc["data"]["submittable"]:
-            raise SubmissionError(f"{where}: not submittable (made with --limit or on a non-submittable suite)")
-        forward = doc["provenance"]["dtypes"]["model_forward"]
-        if forward != LEADERBOARD_DTYPE:
-            raise SubmissionError(f"{where}: the model ran in {forward}; leaderboard results use {LEADERBOARD_DTYPE} "
-                                  f"forwards (re-run with --dtype {LEADERBOARD_DTYPE})")
-        name, version = doc["task"]["name"], doc["task"]["version"]
-        if name not in known:
-            raise SubmissionError(f"{where}: unknown task {name!r}")
-        installed = get_task(name).metadata.version
-        if version != installed:
-            msg = f"{where}: task {name} version {version}; this benchmark has {installed} (re-run the task)"
-            if current_versions:
-                raise SubmissionError(msg)
-            sub.warnings.append(msg)
-        key = f"{name}|{doc['data']['suite']}"
+        _check_result(doc, str(p), meta)
+        _check_task_version(doc, str(p), sub, current_versions)
+        key = f"{doc['task']['name']}|{doc['data']['suite']}"
         if key in seen:
-            raise SubmissionError(f"{where}: a second {name} result on the {doc['data']['suite']} suite "
+            raise SubmissionError(f"{p}: a second {doc['task']['name']} result on the {doc['data']['suite']} suite "
                                   f"(also {seen[key].name})")
         seen[key] = p
         sub.results.append(doc)
@@ -207,20 +209,8 @@ def _slug(text: str) -> str:
     return (s or "sae")[:64]
 
 
-def init_submission(sae_path: str | Path, results_dir: str | Path, out_root: str | Path = "submissions",
-                    sub_id: str | None = None, kind: str = "submission", overwrite: bool = False,
-                    fields: dict[str, Any] | None = None) -> Path:
-    """Scaffold ``<out_root>/<id>/`` from an SAE checkpoint and the folder ``evaluate`` wrote.
-
-    Copies every result made with this SAE (matched by its weights hash) and writes a
-    submission.yaml whose personal fields say FILL IN until the author edits them."""
-    import shutil
-
-    from audiosaebench.sae.loading import load_sae
-
-    sae = load_sae(sae_path)
-    info = sae.info
-    results_dir = Path(results_dir)
+def _results_of(info: Any, results_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """Every valid result under ``results_dir`` made with the SAE whose weights hash is ``info.sha256``."""
     if not results_dir.is_dir():
         raise SubmissionError(f"{results_dir} is not a folder of results")
     picked = []
@@ -234,6 +224,34 @@ def init_submission(sae_path: str | Path, results_dir: str | Path, out_root: str
             picked.append((p, doc))
     if not picked:
         raise SubmissionError(f"no result in {results_dir} was made with this SAE (sha256 {info.sha256[:12]})")
+    return picked
+
+
+def _scaffold_meta(info: Any, first: dict[str, Any], sub_id: str, kind: str) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION, "id": sub_id, "kind": kind, "name": info.id or sub_id,
+        "description": PLACEHOLDER, "authors": [PLACEHOLDER], "contact": PLACEHOLDER,
+        "model": {"id": info.model_id or first["model"]["id"], "revision": first["model"].get("revision")},
+        "hook_point": info.hook_point or first["sae"]["hook_point"], "architecture": info.architecture,
+        "d_sae": info.d_sae, "sae_sha256": info.sha256, "training_data": PLACEHOLDER,
+        "checkpoint": {"location": PLACEHOLDER, "revision": None, "sha256": None}, "license": PLACEHOLDER,
+        "paper": None, "bibtex": None,
+    }
+
+
+def init_submission(sae_path: str | Path, results_dir: str | Path, out_root: str | Path = "submissions",
+                    sub_id: str | None = None, kind: str = "submission", overwrite: bool = False,
+                    fields: dict[str, Any] | None = None) -> Path:
+    """Scaffold ``<out_root>/<id>/`` from an SAE checkpoint and the folder ``evaluate`` wrote.
+
+    Copies every result made with this SAE (matched by its weights hash) and writes a
+    submission.yaml whose personal fields say FILL IN until the author edits them."""
+    import shutil
+
+    from audiosaebench.sae.loading import load_sae
+
+    info = load_sae(sae_path).info
+    picked = _results_of(info, Path(results_dir))
     sub_id = sub_id or _slug(info.id or Path(sae_path).name)
     if not ID_RE.match(sub_id):
         raise SubmissionError(f"submission id {sub_id!r} must match {ID_RE.pattern}")
@@ -243,30 +261,9 @@ def init_submission(sae_path: str | Path, results_dir: str | Path, out_root: str
             raise SubmissionError(f"{folder} exists (pass --overwrite to replace it)")
         shutil.rmtree(folder)
     (folder / "results").mkdir(parents=True)
-    first = picked[0][1]
-    meta: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "id": sub_id,
-        "kind": kind,
-        "name": info.id or sub_id,
-        "description": PLACEHOLDER,
-        "authors": [PLACEHOLDER],
-        "contact": PLACEHOLDER,
-        "model": {"id": info.model_id or first["model"]["id"], "revision": first["model"].get("revision")},
-        "hook_point": info.hook_point or first["sae"]["hook_point"],
-        "architecture": info.architecture,
-        "d_sae": info.d_sae,
-        "sae_sha256": info.sha256,
-        "training_data": PLACEHOLDER,
-        "checkpoint": {"location": PLACEHOLDER, "revision": None, "sha256": None},
-        "license": PLACEHOLDER,
-        "paper": None,
-        "bibtex": None,
-    }
-    meta.update(fields or {})
+    meta = {**_scaffold_meta(info, picked[0][1], sub_id, kind), **(fields or {})}
     for p, doc in picked:
-        target = folder / "results" / f"{doc['task']['name']}-{doc['data']['suite']}.json"
-        shutil.copyfile(p, target)
+        shutil.copyfile(p, folder / "results" / f"{doc['task']['name']}-{doc['data']['suite']}.json")
     write_yaml(meta, folder / "submission.yaml")
     return folder
 

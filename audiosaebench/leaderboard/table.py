@@ -14,7 +14,17 @@ from typing import Any
 from audiosaebench.hashing import sha256_json
 from audiosaebench.leaderboard.submission import Submission
 
-L0_METRIC = "speech_test/l0"
+
+def sparsity_metric(task: str) -> str | None:
+    """The metric of ``task`` that measures an SAE's sparsity (its metadata's ``sparsity_metric``), if any:
+    the x axis of the board's plots."""
+    from audiosaebench.errors import TaskError
+    from audiosaebench.registry import get_task
+
+    try:
+        return get_task(task).metadata.sparsity_metric
+    except TaskError:
+        return None
 
 
 def data_fingerprint(doc: dict[str, Any]) -> str:
@@ -71,8 +81,9 @@ def build_table(subs: list[Submission]) -> dict[str, Any]:
             ci = doc["uncertainty"]["values"].get(name)
             row_cells[key] = {"value": met["values"][name], "ci": ci, "floor": met["floor"], "ceiling": met["ceiling"],
                               "reason": met["reasons"].get(name)}
-            if doc["task"]["name"] == "fidelity":
-                l0[doc["data"]["suite"]] = met["values"].get(L0_METRIC)
+            axis = sparsity_metric(doc["task"]["name"])
+            if axis is not None and axis in met["values"]:
+                l0[doc["data"]["suite"]] = met["values"][axis]
         cells[sub.id] = row_cells
         entries.append({
             "id": sub.id, "kind": m["kind"], "name": m["name"], "authors": list(m["authors"]),
@@ -82,7 +93,7 @@ def build_table(subs: list[Submission]) -> dict[str, Any]:
             "suites": sorted({d["data"]["suite"] for d in sub.results}), "l0": l0,
             "license": m["license"], "checkpoint": m["checkpoint"]["location"], "paper": m.get("paper"),
             "bibtex": bibtex_for(sub), "sae_sha256": m["sae_sha256"],
-            # what did the arithmetic (results before 2026-12-01 do not say)
+            # what did the arithmetic (older results may not say)
             "hardware": sorted({d["provenance"].get("hardware") or "not recorded" for d in sub.results}),
         })
     ordered = sorted(columns.values(), key=lambda c: (c["task"], c["suite"], c["version"], c["fingerprint"]))

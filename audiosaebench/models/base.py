@@ -98,7 +98,7 @@ class AudioModelAdapter:
     frame_rate_hz: float = 50.0
     max_batch_samples: int | None = None
 
-    def __init__(self, model: torch.nn.Module, identity: ModelIdentity):
+    def __init__(self, model: Any, identity: ModelIdentity):
         self.model = model.eval()
         self.identity = identity
         self.source_dir: Any = None  # the model folder (set by load_adapter)
@@ -107,7 +107,7 @@ class AudioModelAdapter:
 
     # -- to be provided by subclasses --------------------------------------------------------
     @property
-    def base_model(self) -> torch.nn.Module:
+    def base_model(self) -> Any:
         raise NotImplementedError
 
     @property
@@ -160,7 +160,7 @@ class AudioModelAdapter:
         check_hook_exists(hp, self.n_layers, self.identity.model_id)
         return hp
 
-    def module(self, hook: str | HookPoint) -> torch.nn.Module:
+    def module(self, hook: str | HookPoint) -> Any:
         hp = self.resolve(hook)
         enc = self.base_model.encoder  # type: ignore[attr-defined]
         if hp.name == FINAL_NORM:

@@ -3,7 +3,7 @@
 The fidelity splice, steering and causal patching run the same clips many times with different
 edits at one hook. Everything below the hook is identical across those runs (and across SAEs), so
 :class:`Continuation` starts there, from states computed once per batch and cached on disk
-(:meth:`Continuation.states`, :mod:`audiosaebench.activations.states`):
+(:func:`audiosaebench.activations.states.continuation_states`):
 
 * ``start="output"`` (what the tasks use): from the hook's *output*; an identity module ``site``
   stands for the hook, so an edit of ``site``'s output (pyvene component ``site.output`` or a
@@ -15,7 +15,7 @@ edits at one hook. Everything below the hook is identical across those runs (and
 Both are tested equal to the full forward pass. With ``start="output"`` on Whisper, an edit that
 changed only each row's first frames (the tasks edit the clips' valid frames, never the padding) runs
 the first layer above the hook from what its unchanged frames determine, computed once per batch
-(:mod:`audiosaebench.models.unchanged_tail`); edits go through :meth:`Continuation.replace_output`,
+(:mod:`audiosaebench.models.unedited_frames_memo`); edits go through :meth:`Continuation.replace_output`,
 a forward hook on :attr:`Continuation.hook_module`, or pyvene, so the layer sees the states they
 started from.
 
@@ -43,15 +43,15 @@ import torch
 from torch import nn
 
 from audiosaebench.errors import AudioSAEBenchError
-from audiosaebench.models.base import Batch, _hidden, replacing_hook
+from audiosaebench.models.base import _hidden, replacing_hook
 from audiosaebench.models.hooks import FINAL_NORM
-from audiosaebench.models.unchanged_tail import TailMemo
+from audiosaebench.models.unedited_frames_memo import UneditedFramesMemo
 
 
 class WhisperKeywordReadout(nn.Module):
     """Scores [batch, n_keywords]: log p(keyword | prompt) from the Whisper decoder, teacher-forced."""
 
-    def __init__(self, model: nn.Module, prompt: Sequence[int], forms: Sequence[Sequence[Sequence[int]]]):
+    def __init__(self, model: Any, prompt: Sequence[int], forms: Sequence[Sequence[Sequence[int]]]):
         super().__init__()
         if not hasattr(model, "proj_out"):
             raise AudioSAEBenchError("the Whisper keyword readout needs the decoder and LM head "
@@ -90,6 +90,9 @@ class WhisperKeywordReadout(nn.Module):
 class ProbeReadout(nn.Module):
     """Scores [batch, n_labels]: log-softmax of a fixed linear probe on the frame-mean hidden state."""
 
+    weight: torch.Tensor
+    bias: torch.Tensor
+
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor):
         super().__init__()
         self.register_buffer("weight", weight.float())
@@ -110,7 +113,7 @@ class _Site(nn.Module):
 
 def _pyvene_path(name: str) -> str:
     """``model.model.encoder.layers.2`` -> ``model.model.encoder.layers[2]`` (pyvene's form)."""
-    parts = []
+    parts: list[str] = []
     for piece in name.split("."):
         if piece.isdigit() and parts:
             parts[-1] += f"[{piece}]"
@@ -145,7 +148,7 @@ class Continuation(nn.Module):
             self.site = _Site()
             self.hook_module: nn.Module = self.site
             above = [] if self.hook.name == FINAL_NORM else list(enc.layers[self.hook.layer + 1 :])
-            self._layers: list[nn.Module] = above
+            self._layers: list[Any] = above
             norm = final_norm and self.hook.name != FINAL_NORM
         else:
             self.hook_module = adapter.module(self.hook)
@@ -155,7 +158,9 @@ class Continuation(nn.Module):
         # WavLM: the relative position bias the encoder's first layer computes and every layer receives
         self._bias_source = (enc.layers[0].attention,) if family == "wavlm" else None
         # Whisper's first layer above the hook, when edits touch only the clips' first frames
-        self._tail_memo = TailMemo(self._layers[0]) if start == "output" and family == "whisper" and self._layers else None
+        self._tail_memo = UneditedFramesMemo(self._layers[0]) if start == "output" and family == "whisper" and self._layers else None
+        self._extent: int | None = None  # the frames an edit in progress may change (see editing)
+        self._keep = True
         name = next((n for n, m in self.named_modules() if m is self.hook_module), None)
         if name is None:  # pragma: no cover - the module comes from the same model
             raise AudioSAEBenchError(f"cannot find the module of {self.hook.name} in the model")
@@ -179,7 +184,7 @@ class Continuation(nn.Module):
     def forward(self, states: torch.Tensor) -> torch.Tensor:
         h = self.site(states) if self.start == "output" else states
         layers = self._layers
-        out = self._tail_memo(states, h) if self._tail_memo is not None else None
+        out = self._tail_memo(states, h, self._extent, self._keep) if self._tail_memo is not None else None
         if out is not None:
             h, layers = out, layers[1:]
         extra = {"position_bias": self._position_bias(h)} if self._bias_source is not None and layers else {}
@@ -192,36 +197,40 @@ class Continuation(nn.Module):
     def _position_bias(self, h: torch.Tensor) -> torch.Tensor:
         """WavLM's ungated relative position bias for ``h`` ([batch * heads, T, T]), as its encoder's
         first layer builds it when it is handed none."""
+        assert self._bias_source is not None
         attention = self._bias_source[0]
         b, t = h.shape[:2]
         bias = attention.compute_bias(t, t)  # [heads, T, T]
         return bias.unsqueeze(0).expand(b, -1, -1, -1).reshape(b * attention.num_heads, t, t)
 
     @contextlib.contextmanager
-    def replace_output(self, fn: Callable[[torch.Tensor], torch.Tensor], valid_frames: Sequence[int],
-                       reused: bool = True) -> Iterator[None]:
-        """Within the block, the hook's output is ``fn`` of its valid rows ([n_valid, d] in, the same out;
-        padding kept) in every forward. The edit starts from the states handed to ``forward``, so the
-        first layer above the hook can tell which frames it changed (:mod:`audiosaebench.models.unchanged_tail`);
-        ``reused=False`` says those states will not be edited again, so it keeps nothing of them (building
-        an entry and using it once costs a little more than the plain layer)."""
-        handle = self.hook_module.register_forward_hook(replacing_hook(fn, valid_frames))
-        memo, self._tail_memo = self._tail_memo, self._tail_memo if reused else None
+    def editing(self, extent: int, keep: bool = True) -> Iterator[None]:
+        """Within the block, edits of the hook's output change at most each row's first ``extent`` frames
+        (the clips' valid frames), so the first layer above the hook runs the rest from what it keeps of
+        the unedited states (:mod:`audiosaebench.models.unedited_frames_memo`); ``keep=False`` says the
+        states will not be edited again, so nothing is kept of them. Results do not depend on it."""
+        saved = self._extent, self._keep
+        self._extent, self._keep = int(extent), keep
         try:
             yield
         finally:
+            self._extent, self._keep = saved
+
+    @contextlib.contextmanager
+    def replace_output(self, fn: Callable[[torch.Tensor], torch.Tensor], valid_frames: Sequence[int],
+                       reused: bool = True) -> Iterator[None]:
+        """Within the block, the hook's output is ``fn`` of its valid rows ([n_valid, d] in, the same out;
+        padding kept) in every forward, inside :meth:`editing` of the valid frames (``reused`` is its
+        ``keep``)."""
+        handle = self.hook_module.register_forward_hook(replacing_hook(fn, valid_frames))
+        try:
+            with self.editing(max(valid_frames, default=0), keep=reused):
+                yield
+        finally:
             handle.remove()
-            self._tail_memo = memo
 
     def forget_edits(self) -> None:
         """Drop what the first layer above the hook keeps of the batches seen edited (when a caller is
         done with a batch, as the fidelity splice is after its conditions)."""
         if self._tail_memo is not None:
             self._tail_memo.clear()
-
-    def states(self, batch: Batch) -> torch.Tensor:
-        """The tensor the continuation starts from for a batch ([B, T, d], all frames, on its device);
-        from the on-disk state cache when there."""
-        from audiosaebench.activations.states import hook_states
-
-        return hook_states(self.adapter, self.hook.name, batch, self.start).to(self.device)

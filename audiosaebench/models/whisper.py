@@ -28,7 +28,7 @@ class WhisperAdapter(AudioModelAdapter):
     adapter_version = "1"
     frame_rate_hz = 50.0
 
-    def __init__(self, model: torch.nn.Module, identity: ModelIdentity, feature_extractor: Any = None):
+    def __init__(self, model: Any, identity: ModelIdentity, feature_extractor: Any = None):
         super().__init__(model, identity)
         if feature_extractor is None:
             from transformers import WhisperFeatureExtractor
@@ -41,7 +41,7 @@ class WhisperAdapter(AudioModelAdapter):
         return self.model.config
 
     @property
-    def base_model(self) -> torch.nn.Module:
+    def base_model(self) -> Any:
         return self.model.model if hasattr(self.model, "proj_out") else self.model
 
     @property
@@ -84,3 +84,13 @@ class WhisperAdapter(AudioModelAdapter):
 
     def _run_base(self, batch: Batch) -> Any:
         return self.base_model.encoder(**self._move(batch))  # type: ignore[attr-defined]
+
+
+def load_whisper(folder: Any, cfg: dict[str, Any], identity: ModelIdentity, torch_dtype: torch.dtype) -> WhisperAdapter:
+    """The adapter of a Whisper folder (``WhisperModel`` when that is all it holds, else with its decoder)."""
+    from transformers import WhisperForConditionalGeneration, WhisperModel
+
+    from audiosaebench.models.loading import feature_extractor
+
+    cls = WhisperModel if (cfg.get("architectures") or []) == ["WhisperModel"] else WhisperForConditionalGeneration
+    return WhisperAdapter(cls.from_pretrained(folder, dtype=torch_dtype), identity, feature_extractor(folder, "whisper"))

@@ -83,7 +83,9 @@ class WhisperDecoder:
         if tid("<|en|>") is not None and cfg.vocab_size >= 51865:  # multilingual vocabulary
             prompt += [tid("<|en|>"), tid("<|transcribe|>")]
         prompt.append(tid("<|notimestamps|>"))
-        self.prompt = prompt
+        if None in prompt:
+            raise AudioSAEBenchError(f"{tokenizer_file} lacks Whisper's special tokens")
+        self.prompt: list[int] = [int(t) for t in prompt if t is not None]
         suppress = list(getattr(cfg, "suppress_tokens", None) or [])
         self.suppress = torch.tensor(sorted(set(suppress)), dtype=torch.long)
         self.begin_suppress = torch.tensor(list(getattr(cfg, "begin_suppress_tokens", None) or [self.eot]), dtype=torch.long)

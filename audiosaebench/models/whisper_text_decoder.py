@@ -15,8 +15,8 @@ which costs 2 x h x T x d per query instead of 2 x T x d per query after the one
 So :class:`EncoderMemory` reads ``enc`` directly until ``head_dim`` queries have been asked of it
 (then absorbing has cost as much as projecting would have), and projects the keys and values once
 after that: never more than twice the cheaper choice's work, whatever the number of queries.
-On causal patching's 2-token readout over tiny.en's 1,500 frames this pass is 8.7x faster than
-transformers' (docs/performance.md, 2026-12-02). It is the same attention up to float rounding
+On causal patching's 2-token readout over tiny.en's 1,500 frames this pass is several times faster
+than transformers' (bench/run.py --parts decoder; docs/performance.md). It is the same attention up to float rounding
 (tests/test_whisper_text_decoder.py checks it against transformers' decoder to 1e-5 relative).
 
 The self-attention keys and values of a decode live in :class:`SelfAttentionCache`, preallocated
@@ -26,6 +26,8 @@ that finish leave both (``select``).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -33,7 +35,7 @@ from torch import nn
 class EncoderMemory:
     """What the cross-attention of every decoder layer reads for one batch of encoder states."""
 
-    def __init__(self, decoder: nn.Module, enc: torch.Tensor):
+    def __init__(self, decoder: Any, enc: torch.Tensor):
         self.decoder = decoder
         self.enc = enc
         self.kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None
@@ -58,7 +60,7 @@ class EncoderMemory:
                 v = a.v_proj(self.enc).view(b, t, a.num_heads, a.head_dim).transpose(1, 2)
                 self.kv.append((k, v))
 
-    def attend(self, i: int, attn: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def attend(self, i: int, attn: Any, x: torch.Tensor) -> torch.Tensor:
         """Layer ``i``'s cross-attention output for the normed decoder states ``x`` [b, n, d]."""
         b, n, d = x.shape
         h, hd = attn.num_heads, attn.head_dim
@@ -86,7 +88,7 @@ class EncoderMemory:
 class SelfAttentionCache:
     """Each layer's self-attention keys and values, preallocated for ``capacity`` positions."""
 
-    def __init__(self, decoder: nn.Module, batch: int, capacity: int, like: torch.Tensor):
+    def __init__(self, decoder: Any, batch: int, capacity: int, like: torch.Tensor):
         a = decoder.layers[0].self_attn
         shape = (batch, a.num_heads, capacity, a.head_dim)
         self.k = [like.new_empty(shape) for _ in decoder.layers]
@@ -105,7 +107,7 @@ class TextDecoder:
     decoder (transformers' ``WhisperDecoder`` weights; dropout off), for token ids that follow the
     ``cache.length`` positions already in ``cache`` (or start at position 0 without one)."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: Any):
         base = model.model if hasattr(model, "model") else model
         self.decoder = base.decoder
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -25,7 +24,7 @@ def _non_finite_path(obj: Any, path: str = "") -> str | None:
     if isinstance(obj, float) and not math.isfinite(obj):
         return path or "(top level)"
     if isinstance(obj, dict):
-        items = obj.items()
+        items: Any = obj.items()
     elif isinstance(obj, list):
         items = enumerate(obj)
     else:
@@ -71,10 +70,31 @@ def validate_result(doc: Any, where: str = "result") -> None:
             raise ResultError(f"{where}: metric {name!r} is null without a reason")
         if name not in m["higher_is_better"]:
             raise ResultError(f"{where}: metric {name!r} has no direction in higher_is_better")
+    _check_declared_metrics(doc, where)
     if doc["config_sha256"] != sha256_json(doc["config"]):
         raise ResultError(f"{where}: config_sha256 does not match config")
     if doc["run"]["limit"] is not None and doc["data"]["submittable"]:
         raise ResultError(f"{where}: a --limit run cannot be submittable")
+
+
+def _check_declared_metrics(doc: dict[str, Any], where: str) -> None:
+    """A result of an installed task version may hold only the metrics its metadata declares, each
+    with the declared direction (other versions and unknown tasks are checked by the schema alone)."""
+    from audiosaebench.errors import TaskError
+    from audiosaebench.registry import get_task
+
+    try:
+        md = get_task(doc["task"]["name"]).metadata
+    except TaskError:
+        return
+    if md.version != doc["task"]["version"]:
+        return
+    for name, hib in doc["metrics"]["higher_is_better"].items():
+        declared = md.direction(name)
+        if declared is None:
+            raise ResultError(f"{where}: metric {name!r} is not declared by task {md.name} {md.version}")
+        if declared != hib:
+            raise ResultError(f"{where}: metric {name!r} has higher_is_better={hib}, task {md.name} declares {declared}")
 
 
 def dumps(doc: dict[str, Any]) -> str:
@@ -83,22 +103,19 @@ def dumps(doc: dict[str, Any]) -> str:
 
 def write_result(doc: dict[str, Any], path: str | Path) -> Path:
     """Validate, then write atomically (temp file + rename): a crash never leaves half a file."""
+    from audiosaebench import atomic
+
     path = Path(path)
     validate_result(doc, str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(dumps(doc), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic.write_text(path, dumps(doc))
 
 
 def read_result(path: str | Path) -> dict[str, Any]:
+    from audiosaebench import untrusted
+
     path = Path(path)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"), parse_constant=_reject_constant)
-    except FileNotFoundError:
-        raise ResultError(f"result not found: {path}") from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ResultError(f"{path}: not valid JSON ({e})") from None
+    if not path.exists():
+        raise ResultError(f"result not found: {path}")
+    doc = untrusted.read_json(path, ResultError)
     validate_result(doc, str(path))
     return doc

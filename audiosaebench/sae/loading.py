@@ -118,14 +118,15 @@ def _refuse_pickle(p: Path) -> None:
     )
 
 
+MAX_CONFIG_BYTES = 16 << 20  # a checkpoint's cfg.json / config.json
+
+
 def _read_json(p: Path) -> dict[str, Any]:
-    try:
-        with open(p, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise CheckpointError(f"missing {p.name} in {p.parent}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{p} is not valid JSON ({e})") from None
+    from audiosaebench import untrusted
+
+    if not p.exists():
+        raise CheckpointError(f"missing {p.name} in {p.parent}")
+    data = untrusted.read_json(p, CheckpointError, max_bytes=MAX_CONFIG_BYTES)
     if not isinstance(data, dict):
         raise CheckpointError(f"{p} must hold a JSON object")
     return data
@@ -258,20 +259,11 @@ def _pre6_to_v6(cfg: dict[str, Any], where: Path) -> tuple[dict[str, Any], list[
     return new, notes
 
 
-def _load_saelens_dir(p: Path, scaling_factor: float | None) -> SAE:
-    cfg = _read_json(p / SAELENS_CFG)
-    tensors = _read_safetensors(p / SAELENS_WEIGHTS)
-    notes: list[str] = []
-    source = "saelens-v6"
-    if not _is_v6(cfg):
-        cfg, notes = _pre6_to_v6(cfg, p / SAELENS_CFG)
-        source = "saelens-pre6"
-    where = p / SAELENS_CFG
+def _saelens_fields(cfg: dict, where: Path) -> tuple[str, int, int, bool, str, dict]:
+    """Architecture, d_in, d_sae, apply_b_dec_to_input, normalisation and metadata of a v6 cfg.json, checked."""
     arch = cfg.get("architecture")
     if arch not in ARCHITECTURES:
-        raise CheckpointError(
-            f"{where}: unknown architecture {arch!r}; supported: {', '.join(ARCHITECTURES)}"
-        )
+        raise CheckpointError(f"{where}: unknown architecture {arch!r}; supported: {', '.join(ARCHITECTURES)}")
     d_in = _int_field(cfg, "d_in", where, hi=MAX_D_IN)
     d_sae = _int_field(cfg, "d_sae", where)
     apply_b_dec = cfg.get("apply_b_dec_to_input", True)
@@ -286,21 +278,21 @@ def _load_saelens_dir(p: Path, scaling_factor: float | None) -> SAE:
     meta = cfg.get("metadata") or {}
     if not isinstance(meta, dict):
         raise CheckpointError(f"{where}: metadata must be an object")
+    return arch, d_in, d_sae, apply_b_dec, norm, meta
 
-    params = dict(tensors)
+
+def _thresholds(params: dict, arch: str, d_sae: int, notes: list[str]) -> dict:
+    """JumpReLU thresholds as one value per feature (from ``log_threshold``, or one shared value)."""
     if "log_threshold" in params and "threshold" not in params:
         params["threshold"] = params.pop("log_threshold").exp()
         notes.append("threshold = exp(log_threshold)")
     if arch == "jumprelu" and "threshold" in params and params["threshold"].numel() == 1:
         params["threshold"] = params["threshold"].reshape(1).expand(d_sae).clone()
-    k: int | None = None
-    if arch == "topk":
-        k = _int_field(cfg, "k", where, hi=d_sae)
-    if arch == "jumprelu":
-        k = _batchtopk_k(p)
-        if k is not None:
-            notes.append(f"BatchTopK (k={k} from runner_cfg.json) saved as jumprelu")
+    return params
 
+
+def _fold_saelens_extras(params: dict, cfg: dict, arch: str, d_sae: int, where: Path, notes: list[str]) -> dict:
+    """Finetuning scaling factors and decoder-norm rescaling turned into the plain parameters."""
     fsf = params.pop("finetuning_scaling_factor", None)
     if fsf is None:
         fsf = params.pop("scaling_factor", None)
@@ -310,41 +302,71 @@ def _load_saelens_dir(p: Path, scaling_factor: float | None) -> SAE:
         if not torch.allclose(fsf, torch.ones_like(fsf)):
             params["W_dec"] = params["W_dec"] * fsf[:, None]
             notes.append("finetuning_scaling_factor folded into W_dec")
-
     if arch == "topk" and cfg.get("rescale_acts_by_decoder_norm", False):
         _require(params, ("W_enc", "W_dec"), where)
         params = fold_decoder_norm(params)
         notes.append("rescale_acts_by_decoder_norm folded into the encoder")
+    return params
 
+
+def _fold_expected_average(params: dict, p: Path, scaling_factor: float | None, where: Path, notes: list[str]) -> dict:
+    """``expected_average_only_in``: its scaling factor (given, or from activation_scaler.json) folded in."""
+    s = scaling_factor
+    if s is None and (p / SCALER_FILE).exists():
+        s = _read_json(p / SCALER_FILE).get("scaling_factor")
+    if s is None:
+        raise CheckpointError(
+            f"{where}: normalize_activations=expected_average_only_in needs its scaling factor: "
+            f"put {{\"scaling_factor\": s}} in {SCALER_FILE} next to cfg.json or pass --scaling-factor"
+        )
+    if isinstance(s, bool) or not isinstance(s, (int, float)) or not math.isfinite(s) or s <= 0:
+        raise CheckpointError(f"{where}: scaling_factor must be a positive number, got {s!r}")
+    _require(params, ("W_enc", "W_dec", "b_dec"), where)
+    notes.append(f"expected_average_only_in scaling factor {s} folded into the weights")
+    return fold_scaling_factor(params, float(s))
+
+
+def _hook_field(hook: Any, where: Path) -> str | None:
+    """The canonical hook point of a checkpoint's hook name (None when it gives none)."""
+    from audiosaebench.errors import HookError
+
+    if not hook:
+        return None
+    try:
+        return canonical_hook(hook).name
+    except HookError as e:
+        raise CheckpointError(f"{where}: {e}") from None
+
+
+def _load_saelens_dir(p: Path, scaling_factor: float | None) -> SAE:
+    cfg = _read_json(p / SAELENS_CFG)
+    tensors = _read_safetensors(p / SAELENS_WEIGHTS)
+    notes: list[str] = []
+    source = "saelens-v6"
+    if not _is_v6(cfg):
+        cfg, notes = _pre6_to_v6(cfg, p / SAELENS_CFG)
+        source = "saelens-pre6"
+    where = p / SAELENS_CFG
+    arch, d_in, d_sae, apply_b_dec, norm, meta = _saelens_fields(cfg, where)
+    k: int | None = None
+    if arch == "topk":
+        k = _int_field(cfg, "k", where, hi=d_sae)
+    params = _thresholds(dict(tensors), arch, d_sae, notes)
+    if arch == "jumprelu":
+        k = _batchtopk_k(p)
+        if k is not None:
+            notes.append(f"BatchTopK (k={k} from runner_cfg.json) saved as jumprelu")
+    params = _fold_saelens_extras(params, cfg, arch, d_sae, where, notes)
     if norm == "expected_average_only_in":
-        s = scaling_factor
-        if s is None and (p / SCALER_FILE).exists():
-            s = _read_json(p / SCALER_FILE).get("scaling_factor")
-        if s is None:
-            raise CheckpointError(
-                f"{where}: normalize_activations=expected_average_only_in needs its scaling factor: "
-                f"put {{\"scaling_factor\": s}} in {SCALER_FILE} next to cfg.json or pass --scaling-factor"
-            )
-        if isinstance(s, bool) or not isinstance(s, (int, float)) or not math.isfinite(s) or s <= 0:
-            raise CheckpointError(f"{where}: scaling_factor must be a positive number, got {s!r}")
-        _require(params, ("W_enc", "W_dec", "b_dec"), where)
-        params = fold_scaling_factor(params, float(s))
-        notes.append(f"expected_average_only_in scaling factor {s} folded into the weights")
+        params = _fold_expected_average(params, p, scaling_factor, where, notes)
         norm = "none"
-
     hook = meta.get("hook_name") or cfg.get("hook_name")
-    info = SAEInfo(
-        architecture=arch,
-        d_in=d_in,
-        d_sae=d_sae,
-        k=k,
-        model_id=meta.get("model_name") or cfg.get("model_name"),
-        hook_point=canonical_hook(hook).name if hook else None,
-        normalize_activations=norm,
-        apply_b_dec_to_input=apply_b_dec,
-        source_format=source,
-        notes=tuple(notes),
-    )
+    model = meta.get("model_name") or cfg.get("model_name")
+    if model is not None and not isinstance(model, str):
+        raise CheckpointError(f"{where}: model_name must be a string, got {type(model).__name__}")
+    info = SAEInfo(architecture=arch, d_in=d_in, d_sae=d_sae, k=k, model_id=model,
+                   hook_point=_hook_field(hook, where), normalize_activations=norm,
+                   apply_b_dec_to_input=apply_b_dec, source_format=source, notes=tuple(notes))
     return _finish(params, info)
 
 
@@ -359,7 +381,7 @@ def _batchtopk_k(p: Path) -> int | None:
     if not runner.exists():
         return None
     cfg = _read_json(runner)
-    sae_cfg = cfg.get("sae") if isinstance(cfg.get("sae"), dict) else cfg
+    sae_cfg: dict[str, Any] = cfg["sae"] if isinstance(cfg.get("sae"), dict) else cfg
     k = sae_cfg.get("k")
     arch = str(sae_cfg.get("architecture", ""))
     if isinstance(k, int) and not isinstance(k, bool) and "batchtopk" in arch.lower().replace("_", ""):
@@ -394,7 +416,7 @@ def _torch_load_tensors(p: Path) -> dict[str, torch.Tensor]:
 def _load_dictionary_learning_dir(p: Path) -> SAE:
     sd = _torch_load_tensors(p / DL_WEIGHTS)
     cfg = _read_json(p / DL_CONFIG) if (p / DL_CONFIG).exists() else {}
-    trainer = cfg.get("trainer") if isinstance(cfg.get("trainer"), dict) else cfg
+    trainer: dict[str, Any] = cfg["trainer"] if isinstance(cfg.get("trainer"), dict) else cfg
     where = p / DL_WEIGHTS
     notes: list[str] = []
     if "W_enc" in sd:  # JumpReluAutoEncoder: W_enc [d_in, d_sae], no b_dec on the input

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
-from audiosaebench import __version__
+from audiosaebench import __version__, atomic
 from audiosaebench.errors import CheckpointError
 from audiosaebench.sae.loading import SAELENS_CFG, SAELENS_WEIGHTS
 from audiosaebench.sae.sae import SAE
@@ -56,18 +53,10 @@ def write_saelens_v6(sae: SAE, out: str | Path, *, overwrite: bool = False) -> P
     out = Path(out)
     if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
         raise CheckpointError(f"{out} already exists; pass --overwrite to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic.new_folder(out, replace=True) as tmp:
         tensors = {n: t.detach().to("cpu", torch.float32).contiguous() for n, t in sae.params.items()}
         save_file(tensors, str(tmp / SAELENS_WEIGHTS))
         with open(tmp / SAELENS_CFG, "w", encoding="utf-8") as f:
             json.dump(saelens_v6_config(sae), f, indent=2, sort_keys=True)
             f.write("\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out

@@ -27,6 +27,10 @@ class CausalPatchingTask(Task):
         ceiling="recovery_ceiling: the whole hook output patched on the valid frames (the padding frames stay corrupted)",
         needs=("activations", "model"),
         citation=BENCHMARK_CITATION,
+        metrics={"recovery@{k}": True, "recovery_median@{k}": True, "interchange_accuracy@{k}": True,
+                 "necessity@{k}": True, "recovery_all_features": True, "recovery_ceiling": True,
+                 "recovery@{k}_neurons": True, "recovery@{k}_pca": True, "recovery@{k}_random": True,
+                 "recovery@{k}_gain_over_random": True, "n_pairs": True},
         reference="METRICS.md causal_patching; attribution patching (Nanda 2023; Syed et al. 2023); pyvene (Wu et al. 2024)",
         docs="tasks/causal_patching/README.md",
     )

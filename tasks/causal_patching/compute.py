@@ -12,16 +12,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from audiosaebench.baselines import identity_sae, pca_sae, random_sae
+from audiosaebench.activations.states import continuation_states
 from audiosaebench.cache import cached_json, cached_tensors
-from audiosaebench.hashing import finite_or_none
 from audiosaebench.models.base import _hidden, _with_hidden
+from audiosaebench.sae.reference import identity_sae, pca_sae, random_sae
 from audiosaebench.task import TaskContext, TaskResult
+from audiosaebench.toolkit import finite_or_none
 
 log = logging.getLogger(__name__)
 MAIN_K = 20
 # 2: continuation from the hook output (cached states); 3: the harness's text decoder; 4: patched runs take
-# the first layer above the hook from its unchanged frames (audiosaebench.models.unchanged_tail)
+# the first layer above the hook from its unchanged frames (audiosaebench.models.unedited_frames_memo)
 REFERENCE_CACHE_VERSION = 4
 
 
@@ -92,12 +93,12 @@ def _candidates(ctx: TaskContext, keywords: list[str], label_key: str, max_pairs
 
 def _unpatched_runs(ctx, cont, clips, keywords, label_key, n_samples, n_valid, batch_size, key) -> list[ClipRun]:
     """Every candidate clip's unpatched run; the scores do not depend on the SAE and are cached."""
-    ad, manifest = ctx.adapter, ctx.manifest("commands_test")
+    ad, manifest = ctx.model, ctx.manifest("commands_test")
     states = []
     for start in range(0, len(clips), batch_size):
         part = clips[start : start + batch_size]
         batch = ad.prepare([_fit_length(manifest.load(c, verify=True), n_samples) for _, c in part])
-        states.append(cont.states(batch))
+        states.append(continuation_states(cont, batch))
 
     def compute() -> dict:
         with torch.no_grad():
@@ -246,7 +247,7 @@ def run_causal_patching(ctx: TaskContext) -> TaskResult:
     label_key = str(cfg["label_key"])
     ks = sorted({int(k) for k in cfg["ks"]} | {MAIN_K})  # the main score is always computed
     max_pairs, batch_size = int(cfg["max_pairs"]), int(cfg["batch_size"])
-    ad, sae = ctx.adapter, ctx.sae
+    ad, sae = ctx.model, ctx.sae
     n_samples = int(round(float(cfg["clip_seconds"]) * 16_000))
     n_valid = ad.valid_frames(n_samples)
 

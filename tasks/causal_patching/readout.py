@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from audiosaebench import paths
+from audiosaebench import atomic, paths
 from audiosaebench.errors import TaskError
 from audiosaebench.hashing import sha256_json
 
@@ -52,13 +52,13 @@ def probe_readout(ctx: Any, keywords: list[str], label_key: str, C: float):
 
     from audiosaebench.models.continuation import ProbeReadout
 
-    ad = ctx.adapter
+    ad = ctx.model
     manifest = ctx.manifest("commands_train")
     hook = probe_hook(ad)
     key = sha256_json({"v": PROBE_VERSION, "model": ad.identity.weights_sha256, "adapter": ad.family,
                        "hook": hook, "manifest": manifest.sha256, "keywords": keywords, "label": label_key, "C": C})
     path = paths.home() / "probes" / f"{key}.safetensors"
-    info = {"readout": "linear keyword probe on the frame-mean last hidden state", "probe_hook": hook,
+    info: dict[str, Any] = {"readout": "linear keyword probe on the frame-mean last hidden state", "probe_hook": hook,
             "probe_cache_key": key}
     weights = None
     if path.exists():
@@ -87,15 +87,13 @@ def probe_readout(ctx: Any, keywords: list[str], label_key: str, C: float):
             w[clf.classes_], b[clf.classes_] = clf.coef_, clf.intercept_
         acc = float(clf.score(pooled[keep], y))
         weights = w, b, acc
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        save_file({"weight": w, "bias": b, "train_accuracy": np.array([acc], dtype=np.float32)}, str(tmp))
-        tmp.replace(path)
+        atomic.write_file(path, lambda tmp: save_file(
+            {"weight": w, "bias": b, "train_accuracy": np.array([acc], dtype=np.float32)}, str(tmp)))
     info["probe_train_accuracy"] = round(weights[2], 4)
     return ProbeReadout(torch.from_numpy(weights[0]), torch.from_numpy(weights[1])).to(ad.device), info
 
 
 def build_readout(ctx: Any, keywords: list[str], label_key: str, C: float):
-    if ctx.adapter.family == "whisper":
-        return whisper_readout(ctx.adapter, keywords)
+    if ctx.model.family == "whisper":
+        return whisper_readout(ctx.model, keywords)
     return probe_readout(ctx, keywords, label_key, C)

@@ -24,6 +24,9 @@ class CoverageTask(Task):
         ceiling="dense_mean_f1: a logistic probe on all raw dimensions, thresholded the same way",
         needs=("activations", "model"),
         citation=BENCHMARK_CITATION,
+        metrics={"mean_best_f1": True, "mean_best_f1_oracle": True, "dense_mean_f1": True, "chance_mean_f1": True,
+                 "coverage@{t}": True, "explained_fraction@0.5": True, "mean_best_f1_frames": True,
+                 "mean_best_f1_keywords": True, "mean_best_f1_sounds": True, "mean_best_f1_sex": True},
         reference="METRICS.md coverage; AudioSAE label search (F1 >= 0.5)",
         docs="tasks/coverage/README.md",
     )
@@ -39,4 +42,4 @@ class CoverageTask(Task):
     def run(self, ctx: TaskContext) -> TaskResult:
         from audiosaebench_tasks.coverage.compute import run_coverage
 
-        return run_coverage(ctx)
+        return run_coverage(ctx, self.metadata)

@@ -23,6 +23,8 @@ class CrossModelAlignmentTask(Task):
         ceiling="1.0: an SAE aligned with itself (or a permuted copy)",
         needs=("activations", "several_saes"),
         citation=BENCHMARK_CITATION,
+        metrics={"mutual_aligned_fraction@0.5": True, "aligned_fraction@0.5": True, "aligned_fraction@0.5_reverse": True,
+                 "chi_aligned_fraction@0.5": True, "mutual_aligned_fraction@0.5_random": True, "linear_cka": True},
         reference="METRICS.md cross_model_alignment",
         docs="tasks/cross_model_alignment/README.md",
     )
@@ -31,4 +33,4 @@ class CrossModelAlignmentTask(Task):
     def run(self, ctx: TaskContext) -> TaskResult:
         from audiosaebench_tasks.cross_model_alignment.compute import run_alignment
 
-        return run_alignment(ctx)
+        return run_alignment(ctx, self.metadata)

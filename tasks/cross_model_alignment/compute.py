@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from audiosaebench.baselines import random_sae
 from audiosaebench.codes import sparse_frame_codes
-from audiosaebench.hashing import finite_or_none
-from audiosaebench.task import TaskContext, TaskResult
+from audiosaebench.sae.reference import random_sae
+from audiosaebench.task import TaskContext, TaskMetadata, TaskResult
+from audiosaebench.toolkit import ResultBuilder, null_result, percentile_interval
+from audiosaebench.toolkit.overlap import max_chi
 
 ROLES = ("speech_test", "nonspeech_test", "commands_test")
 NAMES = ("mutual_aligned_fraction@0.5", "aligned_fraction@0.5", "aligned_fraction@0.5_reverse", "chi_aligned_fraction@0.5",
@@ -80,8 +81,6 @@ def _alignment(za, zb, theta: float) -> dict:
     r_ab, arg_ab = max_correlation(za, zb)
     r_ba, arg_ba = max_correlation(zb, za)
     mutual = (arg_ba[arg_ab] == np.arange(za.shape[1])) & (r_ab >= theta)
-    from audiosaebench_tasks.stability.compute import max_chi
-
     ba, bb = za.copy(), zb.copy()
     ba.data, bb.data = np.ones_like(ba.data), np.ones_like(bb.data)
     chi = max_chi(ba.tocsc(), bb.tocsc())
@@ -93,72 +92,66 @@ def _alignment(za, zb, theta: float) -> dict:
             "chi_aligned_fraction@0.5": frac(chi > theta, alive_a)}
 
 
-def run_alignment(ctx: TaskContext) -> TaskResult:
-    cfg, seed, a = ctx.config, ctx.seed, ctx.sae
-    theta = float(cfg["theta"])
-    hib = {n: True for n in NAMES}
-    partners = [s for s in ctx.saes if s is not a]
-    if not partners:
-        reason = "cross_model_alignment needs a partner SAE (pass --sae for it too), e.g. on another model or layer"
-        return TaskResult(values=dict.fromkeys(NAMES), higher_is_better=hib, reasons=dict.fromkeys(NAMES, reason))
-    rng = np.random.default_rng(seed)
-    cap = int(cfg["max_frames"])
-    ad_a = ctx.model_adapter(a.info.model_id)
-    per_pair, boot_items = [], []
-    for b in partners:
-        ad_b = ctx.model_adapter(b.info.model_id)
-        za_parts, zb_parts, xa_parts, xb_parts = [], [], [], []
-        zra_parts, zrb_parts = [], []
-        ra_sae = random_sae(a.d_in, a.d_sae, _k(a), a.info.model_id, a.info.hook_point, seed=seed + 11).to(a.device)
-        rb_sae = random_sae(b.d_in, b.d_sae, _k(b), b.info.model_id, b.info.hook_point, seed=seed + 12).to(b.device)
-        for role in ROLES:
-            acts_a = ctx.activations(role, a.info.hook_point, a.info.model_id)
-            acts_b = ctx.activations(role, b.info.hook_point, b.info.model_id)
-            rows_a, rows_b = align_frames(acts_a, ad_a, acts_b, ad_b)
-            if cap and len(rows_a) > cap:
-                pick = np.sort(rng.choice(len(rows_a), cap, replace=False))
-                rows_a, rows_b = rows_a[pick], rows_b[pick]
-            za_parts.append(_codes(a, acts_a, rows_a))
-            zb_parts.append(_codes(b, acts_b, rows_b))
-            zra_parts.append(_codes(ra_sae, acts_a, rows_a))
-            zrb_parts.append(_codes(rb_sae, acts_b, rows_b))
-            xa_parts.append(acts_a.take(rows_a))
-            xb_parts.append(acts_b.take(rows_b))
-        from scipy import sparse
+def _pair_codes(ctx: TaskContext, a, b, cap: int, rng: np.random.Generator, seed: int) -> dict:
+    """Codes of A, B and of random SAEs of their shapes on the time-aligned test frames, and the raw
+    activations behind them (at most ``cap`` frame pairs per role, drawn with the seed)."""
+    from scipy import sparse
 
-        za, zb = sparse.vstack(za_parts).tocsc(), sparse.vstack(zb_parts).tocsc()
-        res = _alignment(za, zb, theta)
-        rnd = _alignment(sparse.vstack(zra_parts).tocsc(), sparse.vstack(zrb_parts).tocsc(), theta)
-        xa, xb = np.concatenate(xa_parts), np.concatenate(xb_parts)
-        sub = np.sort(rng.choice(len(xa), min(len(xa), cap or len(xa)), replace=False))
-        row = {"partner": b.info.id, "partner_model": b.info.model_id, "partner_hook": b.info.hook_point,
-               "frames": int(za.shape[0]), "linear_cka": linear_cka(xa[sub].astype(np.float64), xb[sub].astype(np.float64)),
-               "mutual_aligned_fraction@0.5_random": rnd["mutual_aligned_fraction@0.5"],
-               **{k: v for k, v in res.items() if k not in ("mutual", "alive_a")}}
+    ad_a, ad_b = ctx.model, ctx.model_of(b)
+    ra_sae = random_sae(a.d_in, a.d_sae, _k(a), a.info.model_id, a.info.hook_point, seed=seed + 11).to(a.device)
+    rb_sae = random_sae(b.d_in, b.d_sae, _k(b), b.info.model_id, b.info.hook_point, seed=seed + 12).to(b.device)
+    parts: dict[str, list] = {k: [] for k in ("za", "zb", "zra", "zrb", "xa", "xb")}
+    for role in ROLES:
+        acts_a, acts_b = ctx.activations(role), ctx.activations(role, of=b)
+        rows_a, rows_b = align_frames(acts_a, ad_a, acts_b, ad_b)
+        if cap and len(rows_a) > cap:
+            pick = np.sort(rng.choice(len(rows_a), cap, replace=False))
+            rows_a, rows_b = rows_a[pick], rows_b[pick]
+        for key, sae, acts, rows in (("za", a, acts_a, rows_a), ("zb", b, acts_b, rows_b),
+                                     ("zra", ra_sae, acts_a, rows_a), ("zrb", rb_sae, acts_b, rows_b)):
+            parts[key].append(_codes(sae, acts, rows))
+        parts["xa"].append(acts_a.take(rows_a))
+        parts["xb"].append(acts_b.take(rows_b))
+    out = {k: sparse.vstack(parts[k]).tocsc() for k in ("za", "zb", "zra", "zrb")}
+    return {**out, "xa": np.concatenate(parts["xa"]), "xb": np.concatenate(parts["xb"])}
+
+
+def _align_pair(ctx: TaskContext, a, b, cfg, rng: np.random.Generator, seed: int) -> tuple[dict, np.ndarray]:
+    """One partner's row of ``details.pairs`` and A's per-feature mutual matches (alive features)."""
+    theta, cap = float(cfg["theta"]), int(cfg["max_frames"])
+    c = _pair_codes(ctx, a, b, cap, rng, seed)
+    res = _alignment(c["za"], c["zb"], theta)
+    rnd = _alignment(c["zra"], c["zrb"], theta)
+    xa, xb = c["xa"], c["xb"]
+    sub = np.sort(rng.choice(len(xa), min(len(xa), cap or len(xa)), replace=False))
+    row = {"partner": b.info.id, "partner_model": b.info.model_id, "partner_hook": b.info.hook_point,
+           "frames": int(c["za"].shape[0]), "linear_cka": linear_cka(xa[sub].astype(np.float64), xb[sub].astype(np.float64)),
+           "mutual_aligned_fraction@0.5_random": rnd["mutual_aligned_fraction@0.5"],
+           **{k: v for k, v in res.items() if k not in ("mutual", "alive_a")}}
+    return row, res["mutual"][res["alive_a"]].astype(float)
+
+
+def run_alignment(ctx: TaskContext, metadata: TaskMetadata) -> TaskResult:
+    cfg, seed, a = ctx.config, ctx.seed, ctx.sae
+    if not ctx.partners:
+        return null_result(metadata, NAMES, "cross_model_alignment needs a partner SAE (pass --sae for it too), "
+                           "e.g. on another model or layer")
+    rng = np.random.default_rng(seed)
+    per_pair, boot_items = [], []
+    for b in ctx.partners:
+        row, mutual = _align_pair(ctx, a, b, cfg, rng, seed)
         per_pair.append(row)
-        boot_items.append(res["mutual"][res["alive_a"]].astype(float))
-    values: dict[str, float | None] = {}
-    reasons: dict[str, str] = {}
+        boot_items.append(mutual)
+    out = ResultBuilder(metadata)
     for n in NAMES:
         vals = [p[n] for p in per_pair if p[n] is not None]
-        values[n] = float(np.mean(vals)) if vals else None
-        if not vals:
-            reasons[n] = "no feature fires on the aligned frames"
-    unc = {}
+        out.add(n, float(np.mean(vals)) if vals else None, reason="no feature fires on the aligned frames")
     items = [it for it in boot_items if len(it)]
+    n_boot = int(cfg["bootstrap_resamples"])
     if items:
-        n_boot = int(cfg["bootstrap_resamples"])
         bs = [np.mean([it[rng.integers(0, len(it), len(it))].mean() for it in items]) for _ in range(n_boot)]
-        unc["mutual_aligned_fraction@0.5"] = [float(np.percentile(bs, 2.5)), float(np.percentile(bs, 97.5))]
-    return TaskResult(
-        values={k: finite_or_none(v) for k, v in values.items()},
-        higher_is_better=hib,
-        floor=values["mutual_aligned_fraction@0.5_random"],
-        ceiling=1.0,
-        reasons=reasons,
-        uncertainty=unc,
-        uncertainty_method="percentile bootstrap over A's alive features, 95%",
-        uncertainty_n=int(cfg["bootstrap_resamples"]),
-        details={"pairs": per_pair},
-        frames={r: ctx.activations(r).n_frames for r in ROLES},
-    )
+        out.interval("mutual_aligned_fraction@0.5", percentile_interval(bs))
+    out.details["pairs"] = per_pair
+    out.frames.update({r: ctx.activations(r).n_frames for r in ROLES})
+    return out.build(floor=out.values["mutual_aligned_fraction@0.5_random"], ceiling=1.0,
+                     method="percentile bootstrap over A's alive features, 95%", n=n_boot)

@@ -24,6 +24,9 @@ class DisentanglementTask(Task):
         ceiling="oracle_selectivity: removing each probe's own direction from the pooled activations",
         needs=("activations", "model"),
         citation=BENCHMARK_CITATION,
+        metrics={"selectivity@{n}": True, "oracle_selectivity": True, "selectivity@20_keywords": True,
+                 "selectivity@20_sounds": True, "leakage_phones_to_sex": False, "leakage_phones_to_sex_random": False,
+                 "leakage_sex_to_phones": False, "leakage_sex_to_phones_random": False},
         reference="METRICS.md disentanglement; SAEBench TPP (Karvonen et al. 2025)",
         docs="tasks/disentanglement/README.md",
     )
@@ -39,4 +42,4 @@ class DisentanglementTask(Task):
     def run(self, ctx: TaskContext) -> TaskResult:
         from audiosaebench_tasks.disentanglement.compute import run_disentanglement
 
-        return run_disentanglement(ctx)
+        return run_disentanglement(ctx, self.metadata)

@@ -13,9 +13,9 @@ from sklearn.preprocessing import StandardScaler
 from audiosaebench.cache import cached_json
 from audiosaebench.codes import iter_codes, pooled_clip_codes, sparse_frame_codes
 from audiosaebench.data.phones import ARPABET
-from audiosaebench.hashing import finite_or_none
 from audiosaebench.labels import frame_phone_ids
-from audiosaebench.task import TaskContext, TaskResult
+from audiosaebench.task import TaskContext, TaskMetadata, TaskResult
+from audiosaebench.toolkit import ResultBuilder, bootstrap_mean_interval
 
 FAMILIES = (("keywords", "commands", "keyword"), ("sounds", "nonspeech", "category"))
 RAW_PROBE_CACHE_VERSION = 2  # 2: fitted with numpy/scipy BLAS on one thread
@@ -137,18 +137,18 @@ def _raw_probes(stores: list[str], cfg, seed: int, phones: list[int], compute) -
     return got["raw_sex"], got["raw_ph"]
 
 
-def _leakage(ctx: TaskContext, cfg, seed: int, reasons: dict) -> tuple[dict[str, float | None], tuple | None]:
-    """Phones -> sex and sex -> phones at frame level, normalised by the raw-dimension probe."""
-    rng = np.random.default_rng(seed)
-    C, cap, top_n = float(cfg["logreg_C"]), int(cfg["max_frames"]), int(cfg["leakage_top_n"])
-    names = ["leakage_phones_to_sex", "leakage_phones_to_sex_random", "leakage_sex_to_phones", "leakage_sex_to_phones_random"]
+LEAKAGE = ("leakage_phones_to_sex", "leakage_phones_to_sex_random", "leakage_sex_to_phones",
+           "leakage_sex_to_phones_random")
+
+
+def _leakage_frames(ctx: TaskContext, cap: int, rng) -> tuple[dict, list[str]] | str:
+    """Per speech split: (codes, raw activations, phone ids, is-female) on at most ``cap`` phone frames
+    drawn with the seed, and the stores read; or why leakage cannot be measured."""
     data, stores = {}, []
     for s in ("train", "test"):
         man, acts = ctx.manifest(f"speech_{s}"), ctx.activations(f"speech_{s}")
         if not all(c.labels.get("phones") for c in man) or not all(c.labels.get("sex") in ("M", "F") for c in man):
-            for n in names:
-                reasons[n] = "the speech splits need phone alignments and speaker sex"
-            return dict.fromkeys(names), None
+            return "the speech splits need phone alignments and speaker sex"
         ph = frame_phone_ids(man, acts, ctx.model)
         sex = np.array([c.labels["sex"] == "F" for c in man])[acts.frame_clip_index()]
         rows = np.flatnonzero(ph >= 0)
@@ -156,29 +156,34 @@ def _leakage(ctx: TaskContext, cfg, seed: int, reasons: dict) -> tuple[dict[str,
             rows = np.sort(rng.choice(rows, cap, replace=False))
         data[s] = (sparse_frame_codes(ctx.sae, acts, rows).tocsc(), acts.take(rows), ph[rows], sex[rows])
         stores.append(acts.key)
+    return data, stores
+
+
+def _leakage(ctx: TaskContext, cfg, seed: int) -> tuple[dict[str, float | None], str | tuple]:
+    """Phones -> sex and sex -> phones at frame level, normalised by the raw-dimension probe; with the
+    feature counts and raw accuracies, or the reason the values are null."""
+    rng = np.random.default_rng(seed)
+    C, top_n = float(cfg["logreg_C"]), int(cfg["leakage_top_n"])
+    got = _leakage_frames(ctx, int(cfg["max_frames"]), rng)
+    if isinstance(got, str):
+        return dict.fromkeys(LEAKAGE), got
+    data, stores = got
     ztr, xtr, ptr, str_ = data["train"]
     zte, xte, pte, ste = data["test"]
     phones = [p for p in range(len(ARPABET)) if (ptr == p).sum() >= 20 and (pte == p).sum() >= 20]
     keep_tr, keep_te = np.isin(ptr, phones), np.isin(pte, phones)
     if len(phones) < 3 or len(set(str_)) < 2 or len(set(ste)) < 2:
-        for n in names:
-            reasons[n] = "too few phones or only one sex in a speech split"
-        return dict.fromkeys(names), None
+        return dict.fromkeys(LEAKAGE), "too few phones or only one sex in a speech split"
     alive = np.flatnonzero(np.diff(ztr.indptr) > 0)
     onehot = ptr[:, None] == np.array(phones)[None, :]
     feats_a = np.unique(np.argsort(-_mean_diff(ztr, onehot), axis=1, kind="stable")[:, :top_n])
-    sex_diff = _mean_diff(ztr, np.stack([str_, ~str_], 1))
-    feats_b = np.unique(np.argsort(-sex_diff, axis=1, kind="stable")[:, :top_n].ravel())
+    feats_b = np.unique(np.argsort(-_mean_diff(ztr, np.stack([str_, ~str_], 1)), axis=1, kind="stable")[:, :top_n].ravel())
 
     def acc(xa, ya, xb, yb) -> float:
         return _bal_acc(_fit(xa, ya, C, seed), xb, yb)
 
-    def cols(z, f):
-        return z[:, f].toarray()
-
     raw_sex, raw_ph = _raw_probes(stores, cfg, seed, phones, lambda: {
         "raw_sex": acc(xtr, str_, xte, ste), "raw_ph": acc(xtr[keep_tr], ptr[keep_tr], xte[keep_te], pte[keep_te])})
-    chance_ph = 1.0 / len(phones)
 
     def norm(a: float, raw: float, chance: float) -> float | None:
         return (a - chance) / (raw - chance) if raw - chance > 1e-6 else None
@@ -187,29 +192,27 @@ def _leakage(ctx: TaskContext, cfg, seed: int, reasons: dict) -> tuple[dict[str,
         pool = alive if len(alive) >= len(f) else np.arange(ctx.sae.d_sae)
         return np.sort(rng.choice(pool, len(f), replace=False))
 
+    def to_sex(f) -> float | None:
+        return norm(acc(ztr[:, f].toarray(), str_, zte[:, f].toarray(), ste), raw_sex, 0.5)
+
+    def to_phones(f) -> float | None:
+        a = acc(ztr[:, f].toarray()[keep_tr], ptr[keep_tr], zte[:, f].toarray()[keep_te], pte[keep_te])
+        return norm(a, raw_ph, 1.0 / len(phones))
+
     fr_a, fr_b = random_like(feats_a), random_like(feats_b)
-    out = {
-        "leakage_phones_to_sex": norm(acc(cols(ztr, feats_a), str_, cols(zte, feats_a), ste), raw_sex, 0.5),
-        "leakage_phones_to_sex_random": norm(acc(cols(ztr, fr_a), str_, cols(zte, fr_a), ste), raw_sex, 0.5),
-        "leakage_sex_to_phones": norm(acc(cols(ztr, feats_b)[keep_tr], ptr[keep_tr], cols(zte, feats_b)[keep_te], pte[keep_te]),
-                                      raw_ph, chance_ph),
-        "leakage_sex_to_phones_random": norm(acc(cols(ztr, fr_b)[keep_tr], ptr[keep_tr], cols(zte, fr_b)[keep_te], pte[keep_te]),
-                                             raw_ph, chance_ph),
-    }
-    for n, v in out.items():
-        if v is None:
-            reasons[n] = "the raw-dimension probe is at chance, so leakage is undefined"
+    out = {"leakage_phones_to_sex": to_sex(feats_a), "leakage_phones_to_sex_random": to_sex(fr_a),
+           "leakage_sex_to_phones": to_phones(feats_b), "leakage_sex_to_phones_random": to_phones(fr_b)}
     return out, (len(feats_a), len(feats_b), raw_sex, raw_ph)
 
 
-def run_disentanglement(ctx: TaskContext) -> TaskResult:
-    cfg, seed = ctx.config, ctx.seed
-    rng = np.random.default_rng(seed)
-    reasons: dict[str, str] = {}
+def _families(ctx: TaskContext, cfg, seed: int, skipped: dict) -> tuple[dict, dict[int, list], list]:
+    """Per class family: its selectivity table; and the per-class values pooled over families."""
     ns = [int(n) for n in cfg["ns"]]
-    per_family, items, oracle_items = {}, {n: [] for n in ns}, []
+    per_family: dict[str, dict] = {}
+    items: dict[int, list] = {n: [] for n in ns}
+    oracle_items: list = []
     for name, role, key in FAMILIES:
-        res = _selectivity(ctx, name, role, key, cfg, seed, reasons)
+        res = _selectivity(ctx, name, role, key, cfg, seed, skipped)
         if res is None:
             continue
         classes, per_n, oracle, acc0 = res
@@ -219,40 +222,35 @@ def run_disentanglement(ctx: TaskContext) -> TaskResult:
         for n in ns:
             items[n] += list(per_n[n])
         oracle_items += list(oracle)
-    values: dict[str, float | None] = {}
-    unc: dict[str, list[float]] = {}
+    return per_family, items, oracle_items
+
+
+def run_disentanglement(ctx: TaskContext, metadata: TaskMetadata) -> TaskResult:
+    cfg, seed = ctx.config, ctx.seed
+    rng = np.random.default_rng(seed)
+    ns = [int(n) for n in cfg["ns"]]
+    skipped: dict[str, str] = {}
+    per_family, items, oracle_items = _families(ctx, cfg, seed, skipped)
+    out = ResultBuilder(metadata)
     n_boot = int(cfg["bootstrap_resamples"])
-    sel_names = [f"selectivity@{n}" for n in ns] + ["oracle_selectivity"]
     if oracle_items:
         idx = rng.integers(0, len(oracle_items), (n_boot, len(oracle_items)))
         for name, arr in [(f"selectivity@{n}", np.array(items[n])) for n in ns] + [("oracle_selectivity", np.array(oracle_items))]:
-            values[name] = float(arr.mean())
-            bs = arr[idx].mean(1)
-            unc[name] = [float(np.percentile(bs, 2.5)), float(np.percentile(bs, 97.5))]
+            out.add(name, float(arr.mean()), interval=bootstrap_mean_interval(arr, idx))
         for name in per_family:
-            values[f"selectivity@20_{name}"] = per_family[name].get("selectivity@20")
+            out.add(f"selectivity@20_{name}", per_family[name].get("selectivity@20"), reason="20 is not among ns")
     else:
-        for n in sel_names:
-            values[n] = None
-            reasons[n] = "; ".join(f"{k}: {v}" for k, v in reasons.items()) or "no class family available"
-    leak, counts = _leakage(ctx, cfg, seed, reasons)
-    values.update(leak)
-    hib = {k: not k.startswith("leakage") for k in values}
-    details: dict = {"per_family": per_family,
-                     "skipped_families": {k: v for k, v in reasons.items() if k in ("keywords", "sounds")}}
-    if counts:
-        details["leakage"] = {"phone_features": counts[0], "sex_features": counts[1],
-                              "raw_sex_balanced_accuracy": round(counts[2], 4), "raw_phone_balanced_accuracy": round(counts[3], 4)}
+        out.null([f"selectivity@{n}" for n in ns] + ["oracle_selectivity"],
+                 "; ".join(f"{k}: {v}" for k, v in skipped.items()) or "no class family available")
+    leak, counts = _leakage(ctx, cfg, seed)
+    out.update(leak, reason=counts if isinstance(counts, str) else
+               "the raw-dimension probe is at chance, so leakage is undefined")
+    out.details.update({"per_family": per_family, "skipped_families": skipped})
+    if not isinstance(counts, str):
+        out.details["leakage"] = {"phone_features": counts[0], "sex_features": counts[1],
+                                  "raw_sex_balanced_accuracy": round(counts[2], 4),
+                                  "raw_phone_balanced_accuracy": round(counts[3], 4)}
     roles = [f"{r}_{s}" for _, r, _ in FAMILIES for s in ("train", "test")] + ["speech_train", "speech_test"]
-    return TaskResult(
-        values={k: finite_or_none(v) for k, v in values.items()},
-        higher_is_better=hib,
-        floor=0.0,
-        ceiling=values.get("oracle_selectivity"),
-        reasons={k: v for k, v in reasons.items() if k in values},
-        uncertainty=unc,
-        uncertainty_method="percentile bootstrap over classes (keywords and sound classes), 95%",
-        uncertainty_n=n_boot,
-        details=details,
-        frames={r: ctx.activations(r).n_frames for r in roles},
-    )
+    out.frames.update({r: ctx.activations(r).n_frames for r in roles})
+    return out.build(floor=0.0, ceiling=out.values.get("oracle_selectivity"),
+                     method="percentile bootstrap over classes (keywords and sound classes), 95%", n=n_boot)

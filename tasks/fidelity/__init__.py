@@ -27,6 +27,13 @@ class FidelityTask(Task):
         ceiling="1.0: the clean model (identity and PCA SAEs reach it)",
         needs=("activations", "model"),
         citation=BENCHMARK_CITATION,
+        metrics={"splice_recovered": True, "loss_recovered": True, "loss_recovered_mean_ablation": True,
+                 "representation_recovered": True, "ce_clean": False, "ce_sae": False, "ce_zero_ablation": False,
+                 "ce_mean_ablation": False, "wer_clean": False, "wer_sae": False, "wer_delta": False,
+                 "dead_fraction": False, "explained_variance": True, "{role}/l0": False, "{role}/dead_fraction": False,
+                 "{role}/dense_fraction": False, "{role}/explained_variance": True, "{role}/mse": False,
+                 "{role}/cosine": True, "{role}/relative_reconstruction_bias": False},
+        sparsity_metric="speech_test/l0",
         reference="METRICS.md fidelity; SAEBench / SAELens loss recovered",
         docs="tasks/fidelity/README.md",
     )
@@ -45,4 +52,4 @@ class FidelityTask(Task):
     def run(self, ctx: TaskContext) -> TaskResult:
         from audiosaebench_tasks.fidelity.compute import run_fidelity
 
-        return run_fidelity(ctx, ROLES)
+        return run_fidelity(ctx, self.metadata, ROLES)

@@ -6,8 +6,8 @@ import numpy as np
 import torch
 
 from audiosaebench.codes import iter_codes
-from audiosaebench.hashing import finite_or_none
-from audiosaebench.task import TaskContext, TaskResult
+from audiosaebench.task import TaskContext, TaskMetadata, TaskResult
+from audiosaebench.toolkit import ResultBuilder, percentile_interval
 
 MAIN_ROLE = "speech_test"
 
@@ -52,125 +52,101 @@ def _ev(sse, sumsq, sum_x, n) -> float | None:
     return float(1.0 - sse.sum() / denom) if denom > 0 else None
 
 
-SPLICE_DIRECTIONS = {
-    "splice_recovered": True, "loss_recovered": True, "loss_recovered_mean_ablation": True, "ce_clean": False,
-    "ce_sae": False, "ce_zero_ablation": False, "ce_mean_ablation": False, "wer_clean": False, "wer_sae": False,
-    "wer_delta": False, "representation_recovered": True,
-}
+ACTIVATION_METRICS = ("l0", "dead_fraction", "dense_fraction", "explained_variance", "mse", "cosine",
+                      "relative_reconstruction_bias")
+WHISPER_SPLICE = ("splice_recovered", "loss_recovered", "loss_recovered_mean_ablation", "ce_clean", "ce_sae",
+                  "ce_zero_ablation", "ce_mean_ablation", "wer_clean", "wer_sae", "wer_delta")
+ENCODER_SPLICE = ("splice_recovered", "representation_recovered")
 
 
-def _splice_into(ctx, values, hib, reasons, unc, rng) -> dict:
-    """Add the splice metrics to ``values``/``hib``/``reasons``/``unc``; return their details."""
+def _speech_mean(acts) -> torch.Tensor:
+    """The mean hook output over the split's valid frames (the mean-ablation value)."""
+    total = sum(c.sum(0, dtype=np.float64) for _, c in acts.iter_chunks())
+    return torch.from_numpy(np.asarray(total / max(acts.n_frames, 1), dtype=np.float32))
+
+
+def _add_splice(out: ResultBuilder, ctx: TaskContext, rng: np.random.Generator) -> None:
+    """The splice metrics on the speech test split: Whisper's teacher-forced loss recovered and WER, or the
+    representation recovered at the last encoder layer of an encoder-only model."""
     from audiosaebench_tasks.fidelity.splice import encoder_splice, whisper_splice
 
-    ad = ctx.model
     man = ctx.manifest(MAIN_ROLE)
-    hook = ctx.sae.info.hook_point
-    if ad.family == "whisper":
-        names = [n for n in SPLICE_DIRECTIONS if n != "representation_recovered"]
-        if not all(c.labels.get("text") for c in man):
-            v, u, r, d = {}, {}, dict.fromkeys(names, f"{MAIN_ROLE} has no transcripts"), {}
-        else:
-            acts = ctx.activations(MAIN_ROLE)
-            mean = torch.from_numpy(np.asarray(sum(c.sum(0, dtype=np.float64) for _, c in acts.iter_chunks()) / max(acts.n_frames, 1), dtype=np.float32))
-            v, u, r, d = whisper_splice(ctx, man, hook, mean, ctx.config, rng)
-            if r:
-                r = dict.fromkeys(names, next(iter(r.values())))
-        v["splice_recovered"] = v.get("loss_recovered")
-        if "loss_recovered" in u:
-            u["splice_recovered"] = u["loss_recovered"]
+    whisper = ctx.model.family == "whisper"
+    names, source = (WHISPER_SPLICE, "loss_recovered") if whisper else (ENCODER_SPLICE, "representation_recovered")
+    if whisper and not all(c.labels.get("text") for c in man):
+        out.null(names, f"{MAIN_ROLE} has no transcripts")
+        return
+    if whisper:
+        sp = whisper_splice(ctx, man, ctx.sae.info.hook_point, _speech_mean(ctx.activations(MAIN_ROLE)), ctx.config, rng)
     else:
-        names = ["splice_recovered", "representation_recovered"]
-        v, u, r, d = encoder_splice(ctx, man, hook, ctx.config, rng)
-        v["splice_recovered"] = v.get("representation_recovered")
-        if "representation_recovered" in u:
-            u["splice_recovered"] = u["representation_recovered"]
+        sp = encoder_splice(ctx, man, ctx.sae.info.hook_point, ctx.config, rng)
+    sp.values["splice_recovered"] = sp.values.get(source)
+    if source in sp.intervals:
+        sp.intervals["splice_recovered"] = sp.intervals[source]
     for n in names:
-        values[n] = v.get(n)
-        hib[n] = SPLICE_DIRECTIONS[n]
-        if values[n] is None:
-            reasons[n] = r.get(n) or r.get("loss_recovered") or "undefined (zero ablation does not change the output)"
-    unc.update(u)
-    return d
+        out.add(n, sp.values.get(n), interval=sp.intervals.get(n),
+                reason=sp.reason or "undefined (zero ablation does not change the output)")
+    out.details.update(sp.details)
 
 
-def run_fidelity(ctx: TaskContext, roles: tuple[str, ...]) -> TaskResult:
-    cfg = ctx.config
-    sae = ctx.sae
-    chunk = int(cfg["chunk_rows"]) or None
-    values: dict[str, float | None] = {}
-    hib: dict[str, bool] = {}
-    reasons: dict[str, str] = {}
-    unc: dict[str, list[float]] = {}
-    frames: dict[str, int] = {}
+def _role_values(s: dict, dense_threshold: float) -> dict[str, float | None]:
+    total = float(s["n"].sum())
+    return {
+        "l0": s["l0"].sum() / total,
+        "dead_fraction": float((s["fires"] == 0).mean()),
+        "dense_fraction": float((s["fires"] / total > dense_threshold).mean()),
+        "explained_variance": _ev(s["sse"], s["sumsq"], s["sum_x"], s["n"]),
+        "mse": s["sse"].sum() / (total * s["d"]),
+        "cosine": s["cos"].sum() / total,
+        "relative_reconstruction_bias": s["xhat_sq"] / s["x_dot"] if s["x_dot"] else None,
+    }
+
+
+def _role_intervals(s: dict, n_boot: int, rng) -> dict[str, list[float]]:
+    """Explained variance and L0 over clips resampled with replacement."""
+    nc = len(s["n"])
+    boots_ev, boots_l0 = [], []
+    for _ in range(n_boot):
+        pick = rng.integers(0, nc, nc)
+        if s["n"][pick].sum() == 0:
+            continue
+        boots_ev.append(_ev(s["sse"][pick], s["sumsq"][pick], s["sum_x"][pick], s["n"][pick]))
+        boots_l0.append(s["l0"][pick].sum() / s["n"][pick].sum())
+    out = {}
+    for m, b in (("explained_variance", boots_ev), ("l0", boots_l0)):
+        kept = [float(v) for v in b if v is not None and np.isfinite(v)]
+        if kept:
+            out[m] = percentile_interval(kept)
+    return out
+
+
+def _add_role(out: ResultBuilder, role: str, s: dict, cfg, rng: np.random.Generator) -> None:
+    if float(s["n"].sum()) == 0:
+        out.null([f"{role}/{m}" for m in ACTIVATION_METRICS], f"no valid frames in {role}")
+        return
+    intervals = _role_intervals(s, int(cfg["bootstrap_resamples"]), rng)
+    for m, v in _role_values(s, float(cfg["dense_threshold"])).items():
+        out.add(f"{role}/{m}", v, interval=intervals.get(m), reason="undefined on this split (zero denominator)")
+
+
+def run_fidelity(ctx: TaskContext, metadata: TaskMetadata, roles: tuple[str, ...]) -> TaskResult:
+    cfg, sae = ctx.config, ctx.sae
+    out = ResultBuilder(metadata)
+    rng = np.random.default_rng(ctx.seed)  # the clips' bootstraps, then the splice's, in this order
     fires_all = np.zeros(sae.d_sae)
-    rng = np.random.default_rng(ctx.seed)
-    directions = {"l0": False, "dead_fraction": False, "dense_fraction": False, "explained_variance": True,
-                  "mse": False, "cosine": True, "relative_reconstruction_bias": False}
     for role in roles:
-        acts = ctx.activations(role)
-        s = _split_stats(sae, acts, chunk)
-        total = float(s["n"].sum())
-        frames[role] = int(total)
+        s = _split_stats(sae, ctx.activations(role), int(cfg["chunk_rows"]) or None)
+        out.frames[role] = int(s["n"].sum())
         fires_all += s["fires"]
-        if total == 0:
-            for m in directions:
-                values[f"{role}/{m}"] = None
-                reasons[f"{role}/{m}"] = f"no valid frames in {role}"
-        else:
-            vals = {
-                "l0": s["l0"].sum() / total,
-                "dead_fraction": float((s["fires"] == 0).mean()),
-                "dense_fraction": float((s["fires"] / total > cfg["dense_threshold"]).mean()),
-                "explained_variance": _ev(s["sse"], s["sumsq"], s["sum_x"], s["n"]),
-                "mse": s["sse"].sum() / (total * s["d"]),
-                "cosine": s["cos"].sum() / total,
-                "relative_reconstruction_bias": s["xhat_sq"] / s["x_dot"] if s["x_dot"] else None,
-            }
-            for m, v in vals.items():
-                values[f"{role}/{m}"] = finite_or_none(v)
-                if values[f"{role}/{m}"] is None:
-                    reasons[f"{role}/{m}"] = "undefined on this split (zero denominator)"
-            # bootstrap over clips (items) for EV and L0
-            nc = len(s["n"])
-            boots_ev, boots_l0 = [], []
-            for _ in range(int(cfg["bootstrap_resamples"])):
-                pick = rng.integers(0, nc, nc)
-                if s["n"][pick].sum() == 0:
-                    continue
-                boots_ev.append(_ev(s["sse"][pick], s["sumsq"][pick], s["sum_x"][pick], s["n"][pick]))
-                boots_l0.append(s["l0"][pick].sum() / s["n"][pick].sum())
-            for m, b in (("explained_variance", boots_ev), ("l0", boots_l0)):
-                b = [v for v in b if v is not None and np.isfinite(v)]
-                if b:
-                    unc[f"{role}/{m}"] = [float(np.percentile(b, 2.5)), float(np.percentile(b, 97.5))]
-        for m, hb in directions.items():
-            hib[f"{role}/{m}"] = hb
+        _add_role(out, role, s, cfg, rng)
     if cfg["splice"]:
-        splice_details = _splice_into(ctx, values, hib, reasons, unc, rng)
+        _add_splice(out, ctx, rng)
     else:
-        splice_details = {}
-        values["splice_recovered"], hib["splice_recovered"] = None, True
-        reasons["splice_recovered"] = "splice disabled (splice=false)"
-    values["dead_fraction"] = float((fires_all == 0).mean())
-    hib["dead_fraction"] = False
-    details = {"feature_fire_counts_total": int((fires_all > 0).sum())}
-    details.update(splice_details)
-    values["explained_variance"] = values[f"{MAIN_ROLE}/explained_variance"]
-    hib["explained_variance"] = True
-    if values["explained_variance"] is None:
-        reasons["explained_variance"] = reasons.get(f"{MAIN_ROLE}/explained_variance", "undefined")
-    if f"{MAIN_ROLE}/explained_variance" in unc:
-        unc["explained_variance"] = unc[f"{MAIN_ROLE}/explained_variance"]
-    return TaskResult(
-        values=values,
-        higher_is_better=hib,
-        floor=0.0,
-        ceiling=1.0,
-        reasons=reasons,
-        uncertainty=unc,
-        uncertainty_method="percentile bootstrap over clips, 95%",
-        uncertainty_n=int(cfg["bootstrap_resamples"]),
-        details=details,
-        frames=frames,
-    )
+        out.add("splice_recovered", None, reason="splice disabled (splice=false)")
+    out.add("dead_fraction", float((fires_all == 0).mean()))
+    out.details["feature_fire_counts_total"] = int((fires_all > 0).sum())
+    main = f"{MAIN_ROLE}/explained_variance"
+    out.add("explained_variance", out.values[main], interval=out.intervals.get(main),
+            reason=out.reasons.get(main, "undefined"))
+    return out.build(floor=0.0, ceiling=1.0, method="percentile bootstrap over clips, 95%",
+                     n=int(cfg["bootstrap_resamples"]))

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
-from audiosaebench.hashing import finite_or_none
+from audiosaebench.activations.states import continuation_states
+from audiosaebench.toolkit import finite_or_none, percentile_interval
 
 
 def _conditions(sae, mean: torch.Tensor) -> dict[str, Callable[[torch.Tensor], torch.Tensor] | None]:
@@ -45,7 +48,7 @@ def _recovered(ce: dict[str, np.ndarray], ntok: np.ndarray, ablation: str, pick=
 
 # 2: conditions run from the cached hook output; 3: LM head as W @ h.T; 4: finished rows leave the
 # decode batch; 5: the harness's text decoder (audiosaebench.models.whisper_text_decoder); 6: the zero and
-# mean conditions run the first layer above the hook from its unchanged frames (models.unchanged_tail);
+# mean conditions run the first layer above the hook from its unchanged frames (models.unedited_frames_memo);
 # 7: each clip decodes up to a limit set by its length (task 1.1.0)
 SPLICE_CACHE_VERSION = 7
 _SHARED = ("clean", "zero", "mean")  # conditions that do not depend on the SAE
@@ -77,13 +80,98 @@ def _load_shared(path) -> dict | None:
 def _save_shared(path, ce: dict, ntok: np.ndarray, hyps: list[str]) -> None:
     import json
 
-    from audiosaebench.cache import atomic_write
+    from audiosaebench import atomic
 
-    text = json.dumps({"ce": {k: ce[k].tolist() for k in _SHARED}, "ntok": ntok.tolist(), "hyps": hyps})
-    atomic_write(path, lambda tmp: tmp.write_text(text))
+    atomic.write_text(path, json.dumps({"ce": {k: ce[k].tolist() for k in _SHARED}, "ntok": ntok.tolist(), "hyps": hyps}))
 
 
-def whisper_splice(ctx, manifest, hook: str, mean: torch.Tensor, cfg: dict, rng) -> tuple[dict, dict, dict, dict]:
+@dataclass
+class Splice:
+    """The splice's metric values and intervals, or the reason none could be computed, and details."""
+
+    values: dict[str, float | None] = field(default_factory=dict)
+    intervals: dict[str, list[float]] = field(default_factory=dict)
+    reason: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Runs:
+    """Per clip: teacher-forced cross-entropy under each condition, token counts, greedy transcripts."""
+
+    ce: dict[str, np.ndarray]
+    ntok: np.ndarray
+    hyps: dict[str, list[str]]
+
+
+def _teacher_forced(dec, tok, refs: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids (prompt + reference + end of text, padded) and the mask of the predicted positions."""
+    texts = [" " + t.strip().lower().capitalize() for t in refs]
+    seqs = [dec.prompt + tok.encode(t, add_special_tokens=False).ids + [dec.eot] for t in texts]
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), dec.eot, dtype=torch.long)
+    mask = torch.zeros(len(seqs), width - 1, dtype=torch.bool)
+    for j, s in enumerate(seqs):
+        ids[j, : len(s)] = torch.tensor(s)
+        mask[j, len(dec.prompt) - 1 : len(s) - 1] = True
+    return ids, mask
+
+
+def _run_conditions(ad, cont, dec, tok, clips, manifest, conds, refs, limits, bs: int) -> _Runs:
+    """Every condition on every batch, from the clean hook output on all frames (cached on disk). The
+    greedy decode goes on from the teacher-forced pass's encoder memory (the same encoder output)."""
+    runs = _Runs({k: np.zeros(len(clips)) for k in ("clean", "sae", "zero", "mean")}, np.zeros(len(clips)),
+                 {"clean": [], "sae": []})
+    keep = sum(fn is not None for fn in conds.values()) > 1  # a warm run edits each batch once
+    for i in range(0, len(clips), bs):
+        batch = ad.prepare([manifest.load(c) for c in clips[i : i + bs]])
+        states = continuation_states(cont, batch)
+        ids, mask = _teacher_forced(dec, tok, refs[i : i + bs])
+        runs.ntok[i : i + len(ids)] = mask.sum(1).numpy()
+        for name, fn in conds.items():
+            with torch.no_grad():
+                with cont.replace_output(fn, batch.valid_frames, keep) if fn is not None else contextlib.nullcontext():
+                    enc = cont(states)
+                memory = dec.text_decoder.memory(enc)
+                logits = ad.model.proj_out(dec.text_decoder(ids[:, :-1].to(ad.device), memory)).float()
+                nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:].to(ad.device), reduction="none")
+                runs.ce[name][i : i + len(ids)] = (nll.cpu() * mask).sum(1).numpy()
+                if name in runs.hyps:
+                    runs.hyps[name] += dec.decode_encoder_states(enc, limits[i : i + bs], memory)
+        cont.forget_edits()  # the next batch's conditions edit other states
+    return runs
+
+
+def _whisper_values(runs: _Runs, refs: list[str], n_boot: int, rng) -> tuple[dict, dict]:
+    from audiosaebench.models.whisper_decode import corpus_wer
+
+    ce, ntok = runs.ce, runs.ntok
+    values = {
+        "loss_recovered": _recovered(ce, ntok, "zero"),
+        "loss_recovered_mean_ablation": _recovered(ce, ntok, "mean"),
+        **{f"ce_{k}": float(ce[c].sum() / ntok.sum()) for k, c in
+           (("clean", "clean"), ("sae", "sae"), ("zero_ablation", "zero"), ("mean_ablation", "mean"))},
+        "wer_clean": corpus_wer(refs, runs.hyps["clean"]),
+        "wer_sae": corpus_wer(refs, runs.hyps["sae"]),
+    }
+    values["wer_delta"] = (values["wer_sae"] - values["wer_clean"]
+                           if values["wer_sae"] is not None and values["wer_clean"] is not None else None)
+    n = len(ntok)
+    boots = [_recovered(ce, ntok, "zero", rng.integers(0, n, n)) for _ in range(n_boot)]
+    b = [x for x in boots if x is not None and np.isfinite(x)]
+    return {k: finite_or_none(v) for k, v in values.items()}, ({"loss_recovered": percentile_interval(b)} if b else {})
+
+
+def _splice_clips(manifest, cfg: dict) -> tuple[list, int]:
+    """The clips that fit one 30 s window (at most ``splice_max_clips``), and how many do not: the
+    reference transcript is of the whole clip and cannot be split between windows."""
+    from audiosaebench.models.frames import WHISPER_WINDOW_SAMPLES
+
+    fits = [c for c in manifest.clips if c.n_samples <= WHISPER_WINDOW_SAMPLES]
+    return (fits[: int(cfg["splice_max_clips"])] if cfg["splice_max_clips"] else fits), len(manifest.clips) - len(fits)
+
+
+def whisper_splice(ctx, manifest, hook: str, mean: torch.Tensor, cfg: dict, rng) -> Splice:
     """Teacher-forced CE and greedy WER under clean / SAE splice / zero / mean ablation.
 
     Every condition runs only the layers above the hook, from the clean hook output on all frames
@@ -95,119 +183,70 @@ def whisper_splice(ctx, manifest, hook: str, mean: torch.Tensor, cfg: dict, rng)
     from torch import nn
 
     from audiosaebench.models.continuation import Continuation
-    from audiosaebench.models.frames import SAMPLE_RATE, WHISPER_WINDOW_SAMPLES
-    from audiosaebench.models.whisper_decode import WhisperDecoder, corpus_wer, token_limits
+    from audiosaebench.models.frames import SAMPLE_RATE
+    from audiosaebench.models.whisper_decode import WhisperDecoder, token_limits
 
     ad, sae = ctx.model, ctx.sae
     tok_file = ad.source_dir / "tokenizer.json" if ad.source_dir is not None else None
     if tok_file is None or not tok_file.exists():
-        reason = "no tokenizer.json next to the model"
-        return {}, {}, {"loss_recovered": reason}, {}
-    # the reference transcript is of the whole clip and cannot be split between 30 s windows: a clip
-    # longer than one window is left out of the splice (LibriSpeech test-clean has some up to 35 s)
-    fits = [c for c in manifest.clips if c.n_samples <= WHISPER_WINDOW_SAMPLES]
-    too_long = len(manifest.clips) - len(fits)
-    clips = fits[: int(cfg["splice_max_clips"])] if cfg["splice_max_clips"] else fits
+        return Splice(reason="no tokenizer.json next to the model")
+    clips, too_long = _splice_clips(manifest, cfg)
     if not clips:
-        return {}, {}, {"loss_recovered": f"no clip of {manifest.name} fits one 30 s Whisper window"}, {
-            "splice_clips": 0, "splice_clips_too_long": too_long}
+        return Splice(reason=f"no clip of {manifest.name} fits one 30 s Whisper window",
+                      details={"splice_clips": 0, "splice_clips_too_long": too_long})
     dec = WhisperDecoder(ad, tok_file)
-    tok = Tokenizer.from_file(str(tok_file))
     conds = _conditions(sae, mean)
     cache = _cache_path(ad, hook, manifest, mean, cfg)
     shared = _load_shared(cache)
     if shared is not None and len(shared["ntok"]) == len(clips):
         conds = {"sae": conds["sae"]}
-    ce = {k: np.zeros(len(clips)) for k in ("clean", "sae", "zero", "mean")}
-    ntok = np.zeros(len(clips))
-    hyps: dict[str, list[str]] = {"clean": [], "sae": []}
     refs = [c.labels.get("text", "") for c in clips]
     limits = token_limits([c.n_samples / SAMPLE_RATE for c in clips], float(cfg["tokens_per_second"]),
                           int(cfg["min_token_limit"]), int(cfg["max_new_tokens"]))
-    bs = int(cfg["splice_batch_size"])
-    model = ad.model
     cont = Continuation(ad, hook, nn.Identity(), start="output")
-    reused = sum(fn is not None for fn in conds.values()) > 1  # a warm run edits each batch once
-    for i in range(0, len(clips), bs):
-        waves = [manifest.load(c) for c in clips[i : i + bs]]
-        batch = ad.prepare(waves)
-        states = cont.states(batch)  # the clean hook output on all frames (cached on disk)
-        texts = [" " + t.strip().lower().capitalize() for t in refs[i : i + bs]]
-        seqs = [dec.prompt + tok.encode(t, add_special_tokens=False).ids + [dec.eot] for t in texts]
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), dec.eot, dtype=torch.long)
-        mask = torch.zeros(len(seqs), width - 1, dtype=torch.bool)
-        for j, s in enumerate(seqs):
-            ids[j, : len(s)] = torch.tensor(s)
-            mask[j, len(dec.prompt) - 1 : len(s) - 1] = True
-        ntok[i : i + len(seqs)] = mask.sum(1).numpy()
-        for name, fn in conds.items():
-            with torch.no_grad():
-                with cont.replace_output(fn, batch.valid_frames, reused) if fn is not None else contextlib.nullcontext():
-                    enc = cont(states)
-                memory = dec.text_decoder.memory(enc)
-                logits = model.proj_out(dec.text_decoder(ids[:, :-1].to(ad.device), memory)).float()
-                nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:].to(ad.device), reduction="none")
-                ce[name][i : i + len(seqs)] = (nll.cpu() * mask).sum(1).numpy()
-                if name in hyps:
-                    # the decode attends to the same encoder output: it goes on from the teacher-forced
-                    # pass's encoder memory (its count of queries, and keys/values if it projected them)
-                    hyps[name] += dec.decode_encoder_states(enc, limits[i : i + bs], memory)
-        cont.forget_edits()  # the next batch's conditions edit other states
+    runs = _run_conditions(ad, cont, dec, Tokenizer.from_file(str(tok_file)), clips, manifest, conds, refs, limits,
+                           int(cfg["splice_batch_size"]))
     if "clean" in conds:
-        _save_shared(cache, ce, ntok, hyps["clean"])
+        _save_shared(cache, runs.ce, runs.ntok, runs.hyps["clean"])
     else:
+        assert shared is not None  # the shared conditions were left out because they were cached
         for k in _SHARED:
-            ce[k] = shared["ce"][k]
-        hyps["clean"] = list(shared["hyps"])
-    values = {
-        "loss_recovered": _recovered(ce, ntok, "zero"),
-        "loss_recovered_mean_ablation": _recovered(ce, ntok, "mean"),
-        "ce_clean": float(ce["clean"].sum() / ntok.sum()),
-        "ce_sae": float(ce["sae"].sum() / ntok.sum()),
-        "ce_zero_ablation": float(ce["zero"].sum() / ntok.sum()),
-        "ce_mean_ablation": float(ce["mean"].sum() / ntok.sum()),
-        "wer_clean": corpus_wer(refs, hyps["clean"]),
-        "wer_sae": corpus_wer(refs, hyps["sae"]),
-    }
-    values["wer_delta"] = (values["wer_sae"] - values["wer_clean"]
-                           if values["wer_sae"] is not None and values["wer_clean"] is not None else None)
-    boots = []
-    n = len(clips)
-    for _ in range(int(cfg["bootstrap_resamples"])):
-        pick = rng.integers(0, n, n)
-        boots.append(_recovered(ce, ntok, "zero", pick))
-    b = [x for x in boots if x is not None and np.isfinite(x)]
-    unc = {"loss_recovered": [float(np.percentile(b, 2.5)), float(np.percentile(b, 97.5))]} if b else {}
-    details = {"splice_clips": n, "splice_tokens": int(ntok.sum()), "splice_clips_too_long": too_long,
-               "examples": [{"ref": r, "clean": h0, "sae": h1} for r, h0, h1 in list(zip(refs, hyps["clean"], hyps["sae"], strict=True))[:5]]}
-    return {k: finite_or_none(v) for k, v in values.items()}, unc, {}, details
+            runs.ce[k] = shared["ce"][k]
+        runs.hyps["clean"] = list(shared["hyps"])
+    values, intervals = _whisper_values(runs, refs, int(cfg["bootstrap_resamples"]), rng)
+    details = {"splice_clips": len(clips), "splice_tokens": int(runs.ntok.sum()), "splice_clips_too_long": too_long,
+               "examples": [{"ref": r, "clean": h0, "sae": h1} for r, h0, h1 in
+                            list(zip(refs, runs.hyps["clean"], runs.hyps["sae"], strict=True))[:5]]}
+    return Splice(values, intervals, None, details)
 
 
-def encoder_splice(ctx, manifest, hook: str, cfg: dict, rng) -> tuple[dict, dict, dict, dict]:
-    ad, sae = ctx.model, ctx.sae
-    last = f"encoder.layers.{ad.n_layers - 1}"
-    mean = torch.zeros(ad.hidden_size)
-    conds = {k: v for k, v in _conditions(sae, mean).items() if k in ("clean", "sae", "zero")}
-    clips = list(manifest.clips)[: int(cfg["splice_max_clips"])] if cfg["splice_max_clips"] else list(manifest.clips)
+def _encoder_errors(ad, sae, hook: str, clips, manifest, last: str, bs: int) -> dict[str, np.ndarray]:
+    """Per clip: squared error at the last layer under the SAE splice and under zero ablation."""
+    conds = {k: v for k, v in _conditions(sae, torch.zeros(ad.hidden_size)).items() if k in ("clean", "sae", "zero")}
     err = {"sae": np.zeros(len(clips)), "zero": np.zeros(len(clips))}
     waves = [manifest.load(c) for c in clips]
     for group in ad.batch_groups([len(w) for w in waves]):
-        for start in range(0, len(group), int(cfg["splice_batch_size"])):
-            idx = group[start : start + int(cfg["splice_batch_size"])]
+        for start in range(0, len(group), bs):
+            idx = group[start : start + bs]
             batch = ad.prepare([waves[j] for j in idx])
             out = {}
             for name, fn in conds.items():
-                if fn is None:
+                with ad.replace_output(hook, fn, batch.valid_frames) if fn is not None else contextlib.nullcontext():
                     out[name] = ad.activations(batch, [last])[last]
-                else:
-                    with ad.replace_output(hook, fn, batch.valid_frames):
-                        out[name] = ad.activations(batch, [last])[last]
             for r, j in enumerate(idx):
                 vf = batch.valid_frames[r]
                 c = out["clean"][r, :vf].double()
                 for name in err:
                     err[name][j] = float(((out[name][r, :vf].double() - c) ** 2).sum())
+    return err
+
+
+def encoder_splice(ctx, manifest, hook: str, cfg: dict, rng) -> Splice:
+    """Representation recovered at the last encoder layer (encoder-only models)."""
+    ad, sae = ctx.model, ctx.sae
+    last = f"encoder.layers.{ad.n_layers - 1}"
+    clips = list(manifest.clips)[: int(cfg["splice_max_clips"])] if cfg["splice_max_clips"] else list(manifest.clips)
+    err = _encoder_errors(ad, sae, hook, clips, manifest, last, int(cfg["splice_batch_size"]))
     rr = 1 - err["sae"].sum() / err["zero"].sum() if err["zero"].sum() else None
     boots = []
     n = len(clips)
@@ -216,5 +255,6 @@ def encoder_splice(ctx, manifest, hook: str, cfg: dict, rng) -> tuple[dict, dict
         z = err["zero"][pick].sum()
         if z:
             boots.append(1 - err["sae"][pick].sum() / z)
-    unc = {"representation_recovered": [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))]} if boots else {}
-    return {"representation_recovered": finite_or_none(rr)}, unc, {}, {"splice_clips": n, "splice_layer": last}
+    intervals = {"representation_recovered": percentile_interval(boots)} if boots else {}
+    return Splice({"representation_recovered": finite_or_none(rr)}, intervals, None,
+                  {"splice_clips": n, "splice_layer": last})

@@ -22,6 +22,8 @@ class PhonemeProbingTask(Task):
         ceiling="dense_accuracy: a logistic probe on all raw dimensions, same tasks",
         needs=("activations", "model"),
         citation=BENCHMARK_CITATION,
+        metrics={"sae_top{k}_accuracy": True, "neuron_top{k}_accuracy": True, "dense_accuracy": True,
+                 "audiosae_frame_accuracy": True, "audiosae_frame_accuracy_chance": True},
         reference="METRICS.md phoneme_probing; AudioSAE frame accuracy",
         docs="tasks/phoneme_probing/README.md",
     )
@@ -37,4 +39,4 @@ class PhonemeProbingTask(Task):
     def run(self, ctx: TaskContext) -> TaskResult:
         from audiosaebench_tasks.phoneme_probing.compute import run_probing
 
-        return run_probing(ctx)
+        return run_probing(ctx, self.metadata)

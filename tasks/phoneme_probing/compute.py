@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import sklearn
@@ -13,9 +14,9 @@ from sklearn.preprocessing import StandardScaler
 from audiosaebench.cache import cached_json
 from audiosaebench.codes import iter_codes
 from audiosaebench.data.phones import ARPABET
-from audiosaebench.hashing import finite_or_none
 from audiosaebench.labels import frame_phone_ids
-from audiosaebench.task import TaskContext, TaskResult
+from audiosaebench.task import TaskContext, TaskMetadata, TaskResult
+from audiosaebench.toolkit import ResultBuilder, null_result, percentile_interval
 
 
 def _balanced_sets(y: np.ndarray, phones: list[int], max_pos: int, rng: np.random.Generator) -> dict[int, tuple[np.ndarray, np.ndarray]]:
@@ -133,103 +134,109 @@ def _cached_references(stores: list[str], cfg, seed: int, phones: list[int], ks:
     return cached_json("probing-cache", key, compute, valid)
 
 
-def _null(ks: list[int], reason: str) -> TaskResult:
+def _names(ks: list[int]) -> list[str]:
     names = [f"{w}_top{k}_accuracy" for k in ks for w in ("sae", "neuron")]
-    names += ["dense_accuracy", "audiosae_frame_accuracy", "audiosae_frame_accuracy_chance"]
-    return TaskResult(values=dict.fromkeys(names), higher_is_better=dict.fromkeys(names, True), floor=0.5,
-                      reasons=dict.fromkeys(names, reason))
+    return names + ["dense_accuracy", "audiosae_frame_accuracy", "audiosae_frame_accuracy_chance"]
 
 
-def run_probing(ctx: TaskContext) -> TaskResult:
-    cfg, sae, seed = ctx.config, ctx.sae, ctx.seed
-    rng = np.random.default_rng(seed)
-    chunk = None
-    ks = [int(k) for k in cfg["ks"]]
-    for role in ("speech_train", "speech_test"):
-        if not all(c.labels.get("phones") for c in ctx.manifest(role)):
-            return _null(ks, f"the {role} split has no phone alignments")
-    tr, te = ctx.activations("speech_train"), ctx.activations("speech_test")
-    ytr = frame_phone_ids(ctx.manifest("speech_train"), tr, ctx.model)
-    yte = frame_phone_ids(ctx.manifest("speech_test"), te, ctx.model)
-    min_pos = int(cfg["min_positives"])
-    phones = [p for p in range(len(ARPABET)) if (ytr == p).sum() >= min_pos and (yte == p).sum() >= min_pos]
-    values: dict[str, float | None] = {}
-    reasons: dict[str, str] = {}
-    if not phones:
-        return _null(ks, f"no phone has {min_pos} frames in both splits")
-    str_ = _balanced_sets(ytr, phones, int(cfg["max_positives"]), rng)
-    ste = _balanced_sets(yte, phones, int(cfg["max_positives"]), rng)
+@dataclass
+class Gathered:
+    """What every phone's probes read, gathered once: the frames of the balanced sets, raw and as the
+    SAE's top features by mean difference, and each phone's rows and labels among them."""
 
-    kmax = max(ks)
-    diff = _mean_diff_sae(sae, tr, str_, chunk)  # [P, d_sae]
+    x_tr: np.ndarray
+    x_te: np.ndarray
+    z_tr: np.ndarray  # [frames, features used]: columns ``col[f]``
+    z_te: np.ndarray
+    top: np.ndarray  # [phones, max k] features by mean difference, per phone
+    col: dict[int, int]
+    tasks: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]  # phone -> rows tr, rows te, y tr, y te
+
+
+def _gather(sae, tr, te, sets_tr: dict, sets_te: dict, kmax: int) -> Gathered:
+    diff = _mean_diff_sae(sae, tr, sets_tr, None)  # [P, d_sae]
     top = np.argsort(-diff, axis=1, kind="stable")[:, :kmax]
     feats = np.unique(top)
-    col = {f: i for i, f in enumerate(feats)}
-    idx_tr = np.unique(np.concatenate([np.concatenate(v) for v in str_.values()]))
-    idx_te = np.unique(np.concatenate([np.concatenate(v) for v in ste.values()]))
-    ztr = _gather_features(sae, tr, idx_tr, feats, chunk)
-    zte = _gather_features(sae, te, idx_te, feats, chunk)
-    xtr_all, xte_all = tr.take(idx_tr), te.take(idx_te)
+    idx_tr = np.unique(np.concatenate([np.concatenate(v) for v in sets_tr.values()]))
+    idx_te = np.unique(np.concatenate([np.concatenate(v) for v in sets_te.values()]))
     pos_tr = {int(i): j for j, i in enumerate(idx_tr)}
     pos_te = {int(i): j for j, i in enumerate(idx_te)}
-    C = float(cfg["logreg_C"])
+    tasks = {}
+    for p in sets_tr:
+        (ptr, ntr), (pte, nte) = sets_tr[p], sets_te[p]
+        tasks[p] = (np.array([pos_tr[int(i)] for i in np.concatenate([ptr, ntr])]),
+                    np.array([pos_te[int(i)] for i in np.concatenate([pte, nte])]),
+                    np.r_[np.ones(len(ptr)), np.zeros(len(ntr))], np.r_[np.ones(len(pte)), np.zeros(len(nte))])
+    return Gathered(tr.take(idx_tr), te.take(idx_te), _gather_features(sae, tr, idx_tr, feats, None),
+                    _gather_features(sae, te, idx_te, feats, None), top, {f: i for i, f in enumerate(feats)}, tasks)
 
-    def phone_task(p):
-        """Row indices into the gathered train / test frames and 0/1 labels of phone ``p``'s task."""
-        (ptr, ntr), (pte, nte) = str_[p], ste[p]
-        rtr = np.array([pos_tr[int(i)] for i in np.concatenate([ptr, ntr])])
-        rte = np.array([pos_te[int(i)] for i in np.concatenate([pte, nte])])
-        return rtr, rte, np.r_[np.ones(len(ptr)), np.zeros(len(ntr))], np.r_[np.ones(len(pte)), np.zeros(len(nte))]
 
-    tasks = {p: phone_task(p) for p in phones}
+def _reference_probes(g: Gathered, phones: list[int], ks: list[int], C: float, seed: int) -> dict:
+    """The raw-neuron top-k and dense probes per phone: the same for every SAE (cached by the caller)."""
+    out = {}
+    for p in phones:
+        rtr, rte, ylab_tr, ylab_te = g.tasks[p]
+        xtr, xte = g.x_tr[rtr], g.x_te[rte]
+        neuron_top = np.argsort(-np.abs(xtr[ylab_tr == 1].mean(0) - xtr[ylab_tr == 0].mean(0)), kind="stable")
+        row = {f"neuron_top{k}": _probe(xtr[:, neuron_top[:k]], ylab_tr, xte[:, neuron_top[:k]], ylab_te, C, seed)
+               for k in ks}
+        row["dense"] = _probe(xtr, ylab_tr, xte, ylab_te, C, seed)
+        out[ARPABET[p]] = row
+    return out
 
-    def references() -> dict:
-        """The raw-neuron and dense probes: the same for every SAE, so cached."""
-        out = {}
-        for p in phones:
-            rtr, rte, ylab_tr, ylab_te = tasks[p]
-            xtr, xte = xtr_all[rtr], xte_all[rte]
-            neuron_top = np.argsort(-np.abs(xtr[ylab_tr == 1].mean(0) - xtr[ylab_tr == 0].mean(0)), kind="stable")
-            row = {f"neuron_top{k}": _probe(xtr[:, neuron_top[:k]], ylab_tr, xte[:, neuron_top[:k]], ylab_te, C, seed)
-                   for k in ks}
-            row["dense"] = _probe(xtr, ylab_tr, xte, ylab_te, C, seed)
-            out[ARPABET[p]] = row
-        return out
 
-    refs = _cached_references([tr.key, te.key], cfg, seed, phones, ks, references)
+def _per_phone(g: Gathered, phones: list[int], ks: list[int], refs: dict, C: float, seed: int) -> dict[str, dict]:
+    """Per phone: the SAE's top-k probes beside the cached raw-neuron and dense ones."""
     per_phone: dict[str, dict[str, float]] = {}
     for pi, p in enumerate(phones):
-        rtr, rte, ylab_tr, ylab_te = tasks[p]
+        rtr, rte, ylab_tr, ylab_te = g.tasks[p]
         row: dict[str, float] = {}
         for k in ks:
-            cols = [col[f] for f in top[pi, :k]]
-            row[f"sae_top{k}"] = _probe(ztr[rtr][:, cols], ylab_tr, zte[rte][:, cols], ylab_te, C, seed)
+            cols = [g.col[f] for f in g.top[pi, :k]]
+            row[f"sae_top{k}"] = _probe(g.z_tr[rtr][:, cols], ylab_tr, g.z_te[rte][:, cols], ylab_te, C, seed)
             row[f"neuron_top{k}"] = refs[ARPABET[p]][f"neuron_top{k}"]
         row["dense"] = refs[ARPABET[p]]["dense"]
         per_phone[ARPABET[p]] = row
+    return per_phone
+
+
+def _add_means(out: ResultBuilder, per_phone: dict[str, dict], n_boot: int, rng: np.random.Generator) -> None:
+    """Each probe kind's mean over phones, with its bootstrap interval over phones."""
     names = list(next(iter(per_phone.values())))
-    table = np.array([[per_phone[ARPABET[p]][n] for n in names] for p in phones])
+    table = np.array([[row[n] for n in names] for row in per_phone.values()])
     means = table.mean(0)
-    boots = np.array([table[rng.integers(0, len(phones), len(phones))].mean(0) for _ in range(int(cfg["bootstrap_resamples"]))])
-    unc = {}
+    boots = np.array([table[rng.integers(0, len(table), len(table))].mean(0) for _ in range(n_boot)])
     for j, n in enumerate(names):
-        key = "dense_accuracy" if n == "dense" else f"{n}_accuracy"
-        values[key] = finite_or_none(means[j])
-        unc[key] = [float(np.percentile(boots[:, j], 2.5)), float(np.percentile(boots[:, j], 97.5))]
-    fa, chance = _frame_accuracy(sae, tr, ytr, te, yte, int(cfg["permutations"]), rng, chunk)
-    values["audiosae_frame_accuracy"], values["audiosae_frame_accuracy_chance"] = finite_or_none(fa), finite_or_none(chance)
-    if fa is None:
-        reasons["audiosae_frame_accuracy"] = reasons["audiosae_frame_accuracy_chance"] = "no feature fires on a speech frame"
-    return TaskResult(
-        values=values,
-        higher_is_better=dict.fromkeys(values, True),
-        floor=0.5,
-        ceiling=values["dense_accuracy"],
-        reasons=reasons,
-        uncertainty=unc,
-        uncertainty_method="percentile bootstrap over phones, 95%",
-        uncertainty_n=int(cfg["bootstrap_resamples"]),
-        details={"phones": [ARPABET[p] for p in phones], "per_phone": per_phone,
-                 "n_train_frames": int((ytr >= 0).sum()), "n_test_frames": int((yte >= 0).sum())},
-        frames={"speech_train": tr.n_frames, "speech_test": te.n_frames},
-    )
+        out.add("dense_accuracy" if n == "dense" else f"{n}_accuracy", means[j], interval=percentile_interval(boots[:, j]),
+                reason="undefined")
+
+
+def run_probing(ctx: TaskContext, metadata: TaskMetadata) -> TaskResult:
+    cfg, sae, seed = ctx.config, ctx.sae, ctx.seed
+    rng = np.random.default_rng(seed)
+    ks = [int(k) for k in cfg["ks"]]
+    for role in ("speech_train", "speech_test"):
+        if not all(c.labels.get("phones") for c in ctx.manifest(role)):
+            return null_result(metadata, _names(ks), f"the {role} split has no phone alignments", floor=0.5)
+    tr, te = ctx.activations("speech_train"), ctx.activations("speech_test")
+    ytr = frame_phone_ids(ctx.manifest("speech_train"), tr, ctx.model)
+    yte = frame_phone_ids(ctx.manifest("speech_test"), te, ctx.model)
+    min_pos, C = int(cfg["min_positives"]), float(cfg["logreg_C"])
+    phones = [p for p in range(len(ARPABET)) if (ytr == p).sum() >= min_pos and (yte == p).sum() >= min_pos]
+    if not phones:
+        return null_result(metadata, _names(ks), f"no phone has {min_pos} frames in both splits", floor=0.5)
+    sets_tr = _balanced_sets(ytr, phones, int(cfg["max_positives"]), rng)
+    sets_te = _balanced_sets(yte, phones, int(cfg["max_positives"]), rng)
+    g = _gather(sae, tr, te, sets_tr, sets_te, max(ks))
+    refs = _cached_references([tr.key, te.key], cfg, seed, phones, ks, lambda: _reference_probes(g, phones, ks, C, seed))
+    per_phone = _per_phone(g, phones, ks, refs, C, seed)
+    out = ResultBuilder(metadata)
+    _add_means(out, per_phone, int(cfg["bootstrap_resamples"]), rng)
+    fa, chance = _frame_accuracy(sae, tr, ytr, te, yte, int(cfg["permutations"]), rng, None)
+    out.add("audiosae_frame_accuracy", fa, reason="no feature fires on a speech frame")
+    out.add("audiosae_frame_accuracy_chance", chance, reason="no feature fires on a speech frame")
+    out.details.update({"phones": [ARPABET[p] for p in phones], "per_phone": per_phone,
+                        "n_train_frames": int((ytr >= 0).sum()), "n_test_frames": int((yte >= 0).sum())})
+    out.frames.update({"speech_train": tr.n_frames, "speech_test": te.n_frames})
+    return out.build(floor=0.5, ceiling=out.values["dense_accuracy"], method="percentile bootstrap over phones, 95%",
+                     n=int(cfg["bootstrap_resamples"]))

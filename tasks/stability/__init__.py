@@ -22,6 +22,9 @@ class StabilityTask(Task):
         ceiling="1.0: an SAE compared with itself",
         needs=("activations", "several_saes"),
         citation=BENCHMARK_CITATION,
+        metrics={"chi_coverage@0.5": True, "chi_coverage@0.5_random": True, "duplicate_fraction@0.5": False,
+                 "decoder_mnn_fraction@0.7": True, "decoder_mean_max_cosine": True,
+                 "decoder_hungarian_mean_cosine": True, "decoder_hungarian_fraction@0.7": True},
         reference="METRICS.md stability; AudioSAE (activation match, chi > 0.5)",
         docs="tasks/stability/README.md",
     )
@@ -35,4 +38,4 @@ class StabilityTask(Task):
     def run(self, ctx: TaskContext) -> TaskResult:
         from audiosaebench_tasks.stability.compute import run_stability
 
-        return run_stability(ctx)
+        return run_stability(ctx, self.metadata)

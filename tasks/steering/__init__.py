@@ -25,6 +25,10 @@ class SteeringTask(Task):
         ceiling="1.0: no hallucination left within the WER budget; fpr_reduction_mean_difference is reported beside it",
         needs=("activations", "model"),
         citation=BENCHMARK_CITATION,
+        metrics={"fpr_reduction": True, "fpr_reduction_mean_difference": True, "alpha_star": True,
+                 "alpha_star_mean_difference": True, "fpr@{a}": False, "wer@{a}": False, "no_speech_prob@{a}": True,
+                 "fpr@{a}_mean_difference": False, "wer@{a}_mean_difference": False,
+                 "no_speech_prob@{a}_mean_difference": True},
         reference="METRICS.md steering; AudioSAE (hallucination suppression by feature steering)",
         docs="tasks/steering/README.md",
     )

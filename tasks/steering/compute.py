@@ -12,18 +12,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from audiosaebench import heap
+from audiosaebench.activations.states import continuation_states
 from audiosaebench.cache import cached_json
 from audiosaebench.codes import iter_codes, pooled_clip_codes
-from audiosaebench.hashing import finite_or_none
 from audiosaebench.models.frames import SAMPLE_RATE
 from audiosaebench.models.whisper_decode import corpus_wer, normalize_text, token_limits
+from audiosaebench.runtime import allocator
 from audiosaebench.task import TaskContext, TaskResult
+from audiosaebench.toolkit import finite_or_none
 
 log = logging.getLogger(__name__)
 # 2: continuation from the hook output (cached states); 3: LM head as W @ h.T; 4: finished rows
 # leave the decode batch; 5: the harness's text decoder (audiosaebench.models.whisper_text_decoder);
-# 6: steered runs take the first layer above the hook from its unchanged frames (models.unchanged_tail)
+# 6: steered runs take the first layer above the hook from its unchanged frames (models.unedited_frames_memo)
 # 7: speech windows decode up to a limit set by their length (task 1.1.0)
 CACHE_VERSION = 7
 Edit = Callable[[torch.Tensor], torch.Tensor] | None
@@ -47,7 +48,7 @@ class Windows:
         for start in range(0, len(waves), batch_size):
             batch = ad.prepare(waves[start : start + batch_size])
             self.valid += batch.valid_frames
-            self.states += list(cont.states(batch).cpu())
+            self.states += list(continuation_states(cont, batch).cpu())
         self.n_clips = len(indices)
 
 
@@ -63,7 +64,7 @@ def _transcribe(cont, dec, w: Windows, edit: Edit, max_new_tokens: int | list[in
             enc = cont(hin)
         limit = max_new_tokens if isinstance(max_new_tokens, int) else max_new_tokens[start : start + batch_size]
         t, p = dec.decode_with_no_speech(enc, limit)
-        heap.checkpoint()  # decoding allocates caches of ever new lengths: see audiosaebench.heap
+        allocator.checkpoint()  # decoding allocates caches of ever new lengths: see audiosaebench.runtime.allocator
         for j, (text, prob) in enumerate(zip(t, p, strict=True)):
             ci = w.clip_of[start + j]
             texts[ci].append(text)
@@ -129,7 +130,7 @@ def run_steering(ctx: TaskContext) -> TaskResult:
     from audiosaebench.models.continuation import Continuation
     from audiosaebench.models.whisper_decode import WhisperDecoder
 
-    cfg, seed, sae, ad = ctx.config, ctx.seed, ctx.sae, ctx.adapter
+    cfg, seed, sae, ad = ctx.config, ctx.seed, ctx.sae, ctx.model
     alphas = [float(a) for a in cfg["alphas"]]
     if 0.0 not in alphas:
         alphas = [0.0, *alphas]

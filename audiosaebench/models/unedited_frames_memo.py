@@ -4,7 +4,7 @@ Steering, causal patching and the fidelity splice run one batch of hook states m
 time with another edit of the clips' valid frames, which are the first frames of each row; the rest
 of Whisper's 30 s window (most of it for a short clip: 1,450 of 1,500 frames for a 1 s command) is
 never edited. In the first layer above the hook, those unchanged "tail" frames' queries, keys and
-values are the same in every run, and so is their attention over each other. :class:`TailMemo`
+values are the same in every run, and so is their attention over each other. :class:`UneditedFramesMemo`
 computes them once per batch, the first time the batch is seen edited, and runs the layer from
 them: for an edit that changed frames ``[0, e)``,
 
@@ -21,7 +21,7 @@ them: for an edit that changed frames ``[0, e)``,
 
 Per window of tiny.en (T = 1,500, d = 384) that is about 4.3-4.9 GFLOP instead of 8.8 for an edit
 of 50-250 frames: the self-attention and the tail's projections are what is saved; the MLP is not.
-The result is the layer's output up to float rounding (tests/test_unchanged_tail.py checks it
+The result is the layer's output up to float rounding (tests/test_unedited_frames_memo.py checks it
 against transformers' layer). The memo is used only where it is the same computation: no gradients
 asked, the layer in eval mode with no hooks on it or its submodules, at most half of the frames
 changed. An entry is found again by the tail's content (two fixed random projections of every tail
@@ -34,19 +34,19 @@ batches in the same order for every setting, so evicting the oldest would miss e
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 
-from audiosaebench import budgets, heap
+from audiosaebench.runtime import allocator, limits
 
 QUERY_BLOCK = 256  # rows of queries per block where the attention is written out by hand
 
 
 def memo_budget_bytes() -> int:
     """``AUDIOSAEBENCH_TAIL_MEMO_MB`` (default 1024; 0 turns the memo off)."""
-    return budgets.from_env("AUDIOSAEBENCH_TAIL_MEMO_MB", "1024", budgets.MB, "the tail memo")
+    return limits.from_env("AUDIOSAEBENCH_TAIL_MEMO_MB", "1024", limits.MB, "the tail memo")
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,18 +90,18 @@ def _buffer(numel: int, device: torch.device) -> torch.Tensor:
     """A float32 buffer; on the CPU in its own anonymous mapping, outside the C library's heap.
 
     The tasks' forwards run with freed blocks kept in the heap for the next forward
-    (:func:`audiosaebench.heap.reusing_freed_blocks`); entries that live on between those forwards
+    (:func:`audiosaebench.runtime.allocator.reusing_freed_blocks`); entries that live on between those forwards
     could split the freed region there, as the code memo's small blocks did (docs/performance.md), and
     counted as the heap's growth they made its guard hand the forwards' pages back at every step."""
     if device.type != "cpu":
         return torch.empty(numel, dtype=torch.float32, device=device)
-    return torch.frombuffer(heap.anonymous_mapping(4 * numel + 4), dtype=torch.float32)[:numel]
+    return torch.frombuffer(allocator.anonymous_mapping(4 * numel + 4), dtype=torch.float32)[:numel]
 
 
-class TailMemo:
+class UneditedFramesMemo:
     """``layer(h)`` for a Whisper encoder layer when ``h`` differs from ``states`` only in its first frames."""
 
-    def __init__(self, layer: nn.Module, budget_bytes: int | None = None):
+    def __init__(self, layer: Any, budget_bytes: int | None = None):
         self.layer = layer
         attn = layer.self_attn
         self.heads, self.head_dim, self.scaling = attn.num_heads, attn.head_dim, attn.scaling
@@ -118,24 +118,27 @@ class TailMemo:
             return False
         return not any(m._forward_hooks or m._forward_pre_hooks for m in self.layer.modules())
 
-    def __call__(self, states: torch.Tensor, h: torch.Tensor) -> torch.Tensor | None:
+    def __call__(self, states: torch.Tensor, h: torch.Tensor, extent: int | None, keep: bool = True) -> torch.Tensor | None:
         """The layer's output on ``h``, or None where the memo does not apply (the caller runs the layer).
 
-        ``states`` is the unedited input the edit started from; frames at and after the last one
-        where ``h`` differs from it are taken as the tail.
+        ``states`` is the unedited input the edit started from and ``extent`` the number of first
+        frames the caller's edit may change (the batch's most valid frames; None: undeclared, so the
+        memo does not apply). Frames ``[extent, T)`` are the tail whatever the edit changed, so the
+        result is a function of ``states``, ``h`` and ``extent`` alone: the same bits whether the
+        entry is built now or was kept from an earlier pass. ``keep=False`` builds the entry for this
+        pass only.
         """
-        if h is states or h.shape != states.shape or h.dim() != 3 or not self.usable():
+        if extent is None or h is states or h.shape != states.shape or h.dim() != 3 or not self.usable():
             return None
-        changed = (h != states).any(-1).any(0).nonzero()
-        if changed.numel() == 0:
+        t = h.shape[1]
+        if extent < 1 or 2 * extent > t:
             return None
-        e, t = int(changed[-1]) + 1, h.shape[1]
-        if 2 * e > t:
-            return None
-        entry = self._find(states, e)
+        if (h[:, extent:] != states[:, extent:]).any() or torch.equal(h[:, :extent], states[:, :extent]):
+            return None  # the edit reached the declared tail, or changed nothing: the layer itself runs
+        entry = self._find(states, extent)
         if entry is None:
             self.misses += 1
-            entry = self._build(states, e)
+            entry = self._build(states, extent, keep)
         else:
             self.hits += 1
         return self._run(h, entry)
@@ -150,7 +153,7 @@ class TailMemo:
     def _find(self, states: torch.Tensor, e: int) -> _Entry | None:
         prints: dict[int, torch.Tensor] = {}
         for entry in self.entries:
-            if entry.e < e or entry.shape != tuple(states.shape) or entry.dtype != states.dtype:
+            if entry.e != e or entry.shape != tuple(states.shape) or entry.dtype != states.dtype:
                 continue
             if entry.e not in prints:
                 prints[entry.e] = self._fingerprint(states, entry.e)
@@ -165,22 +168,24 @@ class TailMemo:
         q = (attn.q_proj(n) * self.scaling).view(shape).transpose(1, 2)
         return q, attn.k_proj(n).view(shape).transpose(1, 2), attn.v_proj(n).view(shape).transpose(1, 2)
 
-    def _build(self, states: torch.Tensor, e: int) -> _Entry:
-        """The entry for tail ``[e, T)``; copied into one buffer of its own when the budget has room for
-        it (then kept: :attr:`entries`), else left in the tensors it was computed in, for this pass only."""
+    def _build(self, states: torch.Tensor, e: int, keep: bool = True) -> _Entry:
+        """The entry for tail ``[e, T)``; with ``keep`` and room in the budget copied into one buffer of
+        its own and kept (:attr:`entries`), else left in the tensors it was computed in, for this pass only."""
         q, k, v = self._qkv(states[:, e:])
         out, lse = attend(q, k, v)
-        parts = (q, k, v, out, lse, self._fingerprint(states, e))
+        parts = [q, k, v, out, lse, self._fingerprint(states, e)]
         nbytes = 4 * sum(t.numel() for t in parts)
-        if self.used + nbytes > self.budget:
-            return _Entry(e, tuple(states.shape), states.dtype, parts[5], *parts[:5], nbytes=nbytes)
+        if not keep or self.used + nbytes > self.budget:  # laid out as a kept entry is: the same kernels run
+            c = [t.contiguous() for t in parts]
+            return _Entry(e, tuple(states.shape), states.dtype, c[5], c[0], c[1], c[2], c[3], c[4], nbytes=nbytes)
         flat = _buffer(nbytes // 4, states.device)
         views, at = [], 0
         for t in parts:
             views.append(flat[at : at + t.numel()].view(t.shape))
             views[-1].copy_(t)
             at += t.numel()
-        entry = _Entry(e, tuple(states.shape), states.dtype, views[5], *views[:5], nbytes=nbytes)
+        entry = _Entry(e, tuple(states.shape), states.dtype, views[5], views[0], views[1], views[2], views[3], views[4],
+                       nbytes=nbytes)
         self.entries.append(entry)
         self.used += nbytes
         return entry

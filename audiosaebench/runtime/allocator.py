@@ -26,7 +26,7 @@ are freed while small blocks that live on (the code memo's) are made, which woul
 region, so that no later chunk fits and the heap grows chunk by chunk (docs/performance.md).
 Neither changes a result: they only decide where freed memory waits.
 Buffers that live on between forwards while freed blocks are kept (the unchanged-tail memo of
-:mod:`audiosaebench.models.unchanged_tail`) take their own anonymous mappings
+:mod:`audiosaebench.models.unedited_frames_memo`) take their own anonymous mappings
 (:func:`anonymous_mapping`), so they split no freed region; :class:`HeapGuard` does not count them
 as the heap's growth.
 """
@@ -174,6 +174,7 @@ class _Thresholds:
         if want == self.applied or (want and not self.enabled()):
             return
         fn = _mallopt()  # not None: enabled() said so before the reuse thresholds were first set
+        assert fn is not None
         mmap_bytes, trim_bytes = (REUSE_BYTES, REUSE_BYTES) if want else (MAPPED_BYTES, TRIM_BYTES)
         if not (fn(_M_MMAP_THRESHOLD, mmap_bytes) and fn(_M_TRIM_THRESHOLD, trim_bytes)):
             log.debug("mallopt refused the heap thresholds; left as they were")
