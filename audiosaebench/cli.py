@@ -99,6 +99,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         task_config=_task_config(args.task_option or []),
         progress=not args.no_progress,
         partners=args.partner,
+        kind=args.kind,
     )
     print(summary_table(records))
     if args.limit is not None:
@@ -226,6 +227,8 @@ def _add_evaluate(sub: Any) -> None:
     e.add_argument("--resume", action="store_true", help="skip tasks whose result exists with the same config")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--task-option", action="append", help="task.option=value (JSON value)")
+    e.add_argument("--kind", choices=("submission", "baseline"), default="submission",
+                   help="what the results are (baseline: rows written for reference SAEs)")
     e.set_defaults(func=cmd_evaluate)
 
 
@@ -333,6 +336,13 @@ def _add_submission(sub: Any) -> None:
     sv.add_argument("--all", action="store_true", help="validate every folder in the given submissions folder")
     sv.add_argument("--root", default=None, help="the submissions folder the folders must stay in (default: their parent)")
     sv.set_defaults(func=cmd_submission_validate)
+    sf = smsub.add_parser("verify", help="re-evaluate a submission's checkpoint and compare every value with its row")
+    sf.add_argument("folder", help="submissions/<id>")
+    sf.add_argument("--sae", required=True, help="the checkpoint (its weights must hash to the row's sae_sha256)")
+    sf.add_argument("--partner", action="append", default=[], help="a partner SAE of a multi-SAE task (repeatable)")
+    sf.add_argument("--data-dir", default=None)
+    sf.add_argument("--device", default="cpu")
+    sf.set_defaults(func=cmd_submission_verify)
 
 
 def _add_leaderboard(sub: Any) -> None:
@@ -396,6 +406,16 @@ def cmd_submission_validate(args: argparse.Namespace) -> int:
         tasks = ", ".join(sorted(f"{d['task']['name']} {d['task']['version']} ({d['data']['suite']})" for d in s.results))
         print(f"ok {s.id}: {len(s.results)} result(s): {tasks}")
     return 0
+
+
+def cmd_submission_verify(args: argparse.Namespace) -> int:
+    from audiosaebench.verification import RECORD, verify_submission
+
+    rec = verify_submission(args.folder, args.sae, partners=args.partner, data_dir=args.data_dir, device=args.device)
+    for t in rec["tasks"]:
+        print(f"{'ok  ' if t['passed'] else 'FAIL'} {t['task']} {t['version']} ({t['mode']}): {t['detail']}")
+    print(f"{'verified' if rec['verified'] else 'not verified'}; record written to {args.folder}/{RECORD}")
+    return 0 if rec["verified"] else 1
 
 
 def cmd_leaderboard_build(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@
 
 Prints a readable table and writes a JSON report (with the machine it ran on). Parts:
 
-* extract: activation extraction vs the raw encoder forward on the same batches (goal <= 1.10);
+* extract: activation extraction vs the raw encoder forward on the same batches (target <= 1.10);
 * decoder: the harness's Whisper text decoder (audiosaebench.models.whisper_text_decoder) against
            transformers' decoder on the same encoder outputs (the mini speech test clips, batches of
            8): teacher-forced passes of 2 tokens (causal patching's readout), 8 (a steering
@@ -18,24 +18,24 @@ Prints a readable table and writes a JSON report (with the machine it ran on). P
            frames (audiosaebench.models.unedited_frames_memo), a pass that finds its entry and the first
            use (building the entry, then the pass), and the largest difference of their outputs;
 * warm:    `evaluate --tasks fidelity,phoneme_probing` of a second SAE after a first on the same hook,
-           against the same SAE in a fresh home (goal >= 10x);
+           against the same SAE in a fresh home (target >= 10x);
 * tasks:   `evaluate --tasks all` on two SAEs from a fresh home (cold), then again (warm): wall and
            per-task time of each SAE;
 * floor:   the physical limit of a second SAE's tasks: per task of a warm `--tasks all` (the
            first SAE filled the SAE-independent caches), the floating-point operations of its
            matrix products and attention (torch's FlopCounterMode) over the rates this machine
            reaches on Whisper tiny's shapes, against the task's measured time;
-* limits:  the physical limit of goals (b) and (c) themselves: whole `evaluate` processes in the
-           states the goals name (a second SAE's fidelity + phoneme_probing cold and warm; `--tasks
+* limits:  the physical limit of the second-SAE ratio and of `--tasks all`: whole `evaluate` processes in the
+           states they name (a second SAE's fidelity + phoneme_probing cold and warm; `--tasks
            all` of a first SAE cold and of a second warm), each counted whole (extraction,
            SAE-independent caches and tasks) and timed as its imports (`python -X importtime`) plus
            its arithmetic at the machine's rates: the least time a harness without any overhead
-           could take, so the best ratio (b) can reach on this machine;
+           could take, so the best second-SAE ratio this machine allows;
 * memory:  peak RSS against the number of clips (1x, 2x, 4x) and against d_sae (4k, 16k, 65k);
 * models:  randomly initialised whisper-tiny / -base / -small and hubert-base configs (timing does
            not depend on the weights): the encoder forward of 8 windows, and the harness's extraction
            at the last layer vs the raw forward on the same 8 mini clips; on a GPU when one is available;
-* scale:   (b) and (d) on random-init models of the same sizes (whisper-base / -small with as many
+* scale:   the second-SAE ratio and peak memory on random-init models of the same sizes (whisper-base / -small with as many
            decoder layers as encoder layers and tiny.en's tokenizer, hubert-base), two random TopK
            SAEs at the middle layer, `--scale-limit` clips per split: a second SAE's
            `fidelity,phoneme_probing` cold vs warm, and peak RSS at 1x, 2x and 4x the clips.
@@ -538,7 +538,7 @@ def _count_run(sae: Path, tasks: str, partner: Path | None, dtype: str, env: dic
 
 def limits_table(runs: dict[str, dict]) -> dict:
     """The least time of each counted process: its imports plus its GFLOP at the best rates measured
-    around any of the runs, and the best ratio goal (b) can reach: with the imports, and with its
+    around any of the runs, and the best second-SAE ratio it allows: with the imports, and with its
     arithmetic alone. The machine's speed drifts, so each bound takes the best the machine showed:
     the highest rates of all runs, and the shortest imports of the runs of the same tasks (which
     import the same modules)."""
@@ -554,10 +554,10 @@ def limits_table(runs: dict[str, dict]) -> dict:
 
 
 def bench_limits(report: dict, src_home: Path, saes: list[str] | None, dtype: str) -> None:
-    """The limits part: how fast a harness with no overhead at all could meet goals (b) and (c) on this
-    machine. Whole ``evaluate`` processes are counted (see count_run_flops), each in the state its goal
-    names: (b) the second SAE's fidelity + phoneme_probing in a fresh home and after the first SAE;
-    (c) ``--tasks all`` of the first SAE in a fresh home (partner: the second), then of the second SAE
+    """The limits part: how fast a harness with no overhead at all could run the second SAE and `--tasks all` on this
+    machine. Whole ``evaluate`` processes are counted (see count_run_flops), each in the state it
+    names: the second SAE's fidelity + phoneme_probing in a fresh home and after the first SAE;
+    ``--tasks all`` of the first SAE in a fresh home (partner: the second), then of the second SAE
     on those caches. The least time of a process is its imports plus its arithmetic at the machine's
     rates: a lower bound, since decoding steps, probes and top-k run far below those rates."""
     tasks = "fidelity,phoneme_probing"
@@ -713,11 +713,11 @@ def _scale_model(name: str, folder: Path) -> tuple[Path, str, int]:
 
 
 def bench_scale(report: dict, src_home: Path, limit: int, dtype: str, save: Callable[[], None] = lambda: None) -> None:
-    """The scale part: goals (b) and (d) on randomly initialised larger models (the cost of a forward
+    """The scale part: the second-SAE ratio and peak memory on randomly initialised larger models (the cost of a forward
     does not depend on the weights; a decode of random weights runs to its token limit, the longest a
     decode can be). Per model, two random TopK SAEs (d_sae = 4 d_model, k = 32) at the middle layer,
-    ``--limit`` clips per split, fresh homes: (b) `evaluate --tasks fidelity,phoneme_probing` of the
-    first SAE cold, of the second after it (warm) and of the second in a fresh home (cold); (d) peak
+    ``--limit`` clips per split, fresh homes: `evaluate --tasks fidelity,phoneme_probing` of the
+    first SAE cold, of the second after it (warm) and of the second in a fresh home (cold); peak
     RSS of the same run at 1x, 2x and 4x the clips (the splice off, as in the memory part). ``save``
     runs after each model, so a run stopped at a time limit keeps the models it finished."""
     from audiosaebench.sae.reference import random_sae
@@ -772,7 +772,7 @@ def table(report: dict) -> str:
     if "extract" in report:
         e = report["extract"]
         lines += [f"extract  raw encoder forward {e['raw_encoder_forward_s']:.1f} s for {e['clips']} clips; harness at the last "
-                  f"layer {e['extract_encoder.layers.3_s']:.1f} s (ratio {e['ratio_last_layer']:.2f}, goal <= 1.10); at "
+                  f"layer {e['extract_encoder.layers.3_s']:.1f} s (ratio {e['ratio_last_layer']:.2f}, target <= 1.10); at "
                   f"{HOOK} {e[f'extract_{HOOK}_s']:.1f} s (ratio {e['ratio_layer2_early_exit']:.2f}, early exit)"]
     if "decoder" in report:
         d = report["decoder"]
@@ -792,7 +792,7 @@ def table(report: dict) -> str:
     if "warm" in report:
         w = report["warm"]
         lines += [f"warm     second SAE cold (fresh home) {w['second_sae_cold_s']:.1f} s, warm (after the first SAE) "
-                  f"{w['second_sae_warm_s']:.1f} s, whole processes (ratio {w['ratio']:.1f}x, goal >= 10x); task time only "
+                  f"{w['second_sae_warm_s']:.1f} s, whole processes (ratio {w['ratio']:.1f}x, target >= 10x); task time only "
                   f"{w['task_time_cold_s']:.1f} / {w['task_time_warm_s']:.1f} s (ratio {w['task_time_ratio']:.1f}x); first SAE "
                   f"cold {w['first_sae_cold_s']:.1f} s [{w['tasks']}]"]
     if "tasks" in report:
@@ -828,15 +828,15 @@ def table(report: dict) -> str:
         lines += [f"limits   the least time of whole processes on this machine, {lim['dtype']} (a harness with no overhead; "
                   f"{lim['rates_gflops']['matmul']:.0f} / {lim['rates_gflops']['attention']:.0f} GFLOP/s, the best rates "
                   "measured around the runs):",
-                  f"           (b) second SAE [{lim['tasks_b']}] cold {floor(r['second_sae_cold'])}, warm "
+                  f"           second SAE [{lim['tasks_b']}] cold {floor(r['second_sae_cold'])}, warm "
                   f"{floor(r['second_sae_warm'])}: ratio at most {lim['ratio_b_at_floor']:.1f}x "
-                  f"({lim['ratio_b_arithmetic_only']:.1f}x if imports were free; goal >= 10x)",
-                  f"           (c) --tasks all: first SAE cold {floor(r['all_first_sae_cold'])} (goal <= 180 s); "
-                  f"second SAE warm {floor(r['all_second_sae_warm'])} (goal <= 45 s)"]
+                  f"({lim['ratio_b_arithmetic_only']:.1f}x if imports were free; target >= 10x)",
+                  f"           --tasks all: first SAE cold {floor(r['all_first_sae_cold'])} (target <= 180 s); "
+                  f"second SAE warm {floor(r['all_second_sae_warm'])} (target <= 45 s)"]
     for r in report.get("scale", []):
         mem = ", ".join(f"{m['clips_per_split']} {m['peak_rss_mb']:.0f} MB" for m in r["memory"])
         lines += [f"scale    {r['model']:13s} {r['hook']}, d_sae {r['d_sae']}, {r['clips_per_split']} clips/split: second SAE "
-                  f"cold {r['second_sae_cold_s']:.1f} s, warm {r['second_sae_warm_s']:.1f} s (ratio {r['ratio']:.1f}x, goal >= 10x); "
+                  f"cold {r['second_sae_cold_s']:.1f} s, warm {r['second_sae_warm_s']:.1f} s (ratio {r['ratio']:.1f}x, target >= 10x); "
                   f"first SAE cold {r['first_sae_cold_s']:.1f} s; peak RSS by clips per split (splice off): {mem}"]
     for r in report.get("memory", []):
         lines += [f"memory   {r['run']:10s} d_sae {r['d_sae']:6d}, {r['clips_per_split']:3d} clips/split: "

@@ -19,6 +19,17 @@ import pytest  # noqa: E402
 
 from tests import factories  # noqa: E402
 
+# fixtures that bring the real Whisper tiny.en or the mini suite: a test that uses one is slow
+REAL = {"tiny_en_dir", "mini_suite", "tiny_en"}
+
+
+def pytest_collection_modifyitems(items):
+    """Mark every test that runs the real tiny.en or the mini suite (through any fixture) as slow, so
+    `pytest -m "not slow"` is the inner loop; tests that train carry the mark themselves."""
+    for item in items:
+        if REAL & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):

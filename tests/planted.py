@@ -45,13 +45,19 @@ def planted_sae(x: np.ndarray, y: np.ndarray, model_id: str, hook: str, pad_to: 
     return SAE(info, params).with_info(sha256=weights_sha256(params, info))
 
 
-def planted_phone_sae(x: np.ndarray, y: np.ndarray, model_id: str, hook: str, pad_to: int | None = None) -> SAE:
-    """One feature per phone, fitted on the speech frames (``y`` = phone id per frame, -1 = silence)."""
+def planted_phone_sae(x: np.ndarray, y: np.ndarray, model_id: str, hook: str, pad_to: int | None = None,
+                      negatives: np.ndarray | None = None) -> SAE:
+    """One feature per phone, fitted on the speech frames (``y`` = phone id per frame, -1 = silence), and
+    on ``negatives`` (frames of other audio, e.g. non-speech) as negatives of every phone when given."""
     m = y >= 0
     onehot = y[m][:, None] == np.arange(len(ARPABET))[None, :]
+    xs = x[m]
+    if negatives is not None:
+        xs = np.concatenate([xs, negatives])
+        onehot = np.concatenate([onehot, np.zeros((len(negatives), len(ARPABET)), bool)])
     # Strong regularisation and a margin: the probing task picks its own threshold on the feature,
     # and rectifying at the train boundary loses test frames of held-out speakers (0.84 -> 0.91 top-1).
-    return planted_sae(x[m], onehot, model_id, hook, pad_to, sae_id="planted-phones", C=0.01, margin=2.0)
+    return planted_sae(xs, onehot, model_id, hook, pad_to, sae_id="planted-phones", C=0.01, margin=2.0)
 
 
 def concept_frames(suite, acts: dict, adapter) -> tuple[np.ndarray, np.ndarray]:
@@ -87,3 +93,26 @@ def concept_frames(suite, acts: dict, adapter) -> tuple[np.ndarray, np.ndarray]:
         start += a.n_frames
     names = sorted(labels)
     return np.concatenate(xs), np.stack([labels[n] for n in names], 1)
+
+
+def planted_steering_sae(x_on: np.ndarray, x_off: np.ndarray, direction: np.ndarray, model_id: str, hook: str) -> SAE:
+    """One feature that holds a steering direction: it fires where a balanced logistic probe tells the
+    frames ``x_on`` (of the non-speech clips Whisper falsely detects speech in) from ``x_off`` (every
+    other train frame), and its decoder row is ``-direction`` scaled by the mean activation on
+    ``x_on``, so suppressing it at alpha = 1 moves those frames by about ``direction``."""
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.concatenate([x_on, x_off]).astype(np.float64)
+    mu, sd = x.mean(0), x.std(0) + 1e-6
+    clf = LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced").fit(
+        (x - mu) / sd, np.r_[np.ones(len(x_on)), np.zeros(len(x_off))])
+    w = clf.coef_[0] / sd
+    b = float(clf.intercept_[0] - (w * mu).sum())
+    act = np.maximum(x_on @ w + b, 0)
+    scale = float(act[act > 0].mean()) if (act > 0).any() else 1.0
+    d = x.shape[1]
+    params = {"W_enc": torch.tensor(w[:, None], dtype=torch.float32), "b_enc": torch.tensor([b], dtype=torch.float32),
+              "W_dec": torch.tensor(-direction[None, :] / scale, dtype=torch.float32), "b_dec": torch.zeros(d)}
+    info = SAEInfo("standard", d, 1, model_id=model_id, hook_point=hook, apply_b_dec_to_input=False,
+                   source_format="planted", id="planted-steering")
+    return SAE(info, params).with_info(sha256=weights_sha256(params, info))

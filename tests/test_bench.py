@@ -67,7 +67,7 @@ def test_table_shows_every_part():
                    "peak RSS 900 MB", "whisper-base", "harness extraction 3.1 s (ratio 0.97)",
                    "(200 and 100 GFLOP/s (before / after the run: 200 / 150 and 90 / 100))", "floor   15.0 s  measured   20.0 s  0.75", "floor   16.0 s  measured   24.0 s  0.67",
                    "200 / 100 GFLOP/s, the best rates", "cold 72.5 s (imports 5.0 + arithmetic 67.5: 11250 GFLOP)",
-                   "ratio at most 7.6x (15.0x if imports were free; goal >= 10x)",
+                   "ratio at most 7.6x (15.0x if imports were free; target >= 10x)",
                    "first SAE cold 185.0 s (imports 5.0 + arithmetic 180.0", "second SAE warm 38.0 s (imports 5.0",
                    "whisper-small encoder.layers.6, d_sae 3072, 8 clips/split: second SAE cold 280.0 s, warm 40.0 s (ratio 7.0x",
                    "(splice off): 8 2008 MB, 16 2016 MB, 32 2032 MB"):

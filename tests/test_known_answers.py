@@ -212,6 +212,89 @@ def test_alignment_with_a_permuted_copy_is_perfect_and_random_is_at_the_floor(se
     assert r["uncertainty"]["values"]["mutual_aligned_fraction@0.5"][0] > rnd["uncertainty"]["values"]["mutual_aligned_fraction@0.5"][1]
 
 
+def test_autointerp_planted_beats_trained_beats_random_and_phone_features_read_as_their_phone(setup, tmp_path):
+    from audiosaebench.activations.extract import get_activations
+    from audiosaebench.data.phones import ARPABET
+    from audiosaebench.labels import frame_phone_ids
+    from audiosaebench.models.loading import load_adapter
+    from tests.planted import planted_phone_sae
+
+    suite, saes = setup
+    ad = load_adapter(MODEL)
+    acts = {r: get_activations(ad, [HOOK], suite.split(r), progress=False)[HOOK]
+            for r in ("speech_train", "nonspeech_train", "commands_train")}
+    x = np.asarray(acts["speech_train"].rows(0, acts["speech_train"].n_frames))
+    y = frame_phone_ids(suite.split("speech_train"), acts["speech_train"], ad)
+    # phone probes that also see other audio as negatives, so each feature fires on its phone, not on tones
+    others = np.concatenate([np.asarray(acts[r].rows(0, acts[r].n_frames))[::4] for r in ("nonspeech_train",)])
+    planted = planted_phone_sae(x, y, MODEL, HOOK, negatives=others)
+    r = _run((suite, {**saes, "planted": planted}), "autointerp", ["planted", "trained", "random"], tmp_path)
+    main, ci = _main_and_ci(r, "detection_balanced_accuracy")
+    assert ci["planted"][0] > ci["trained"][1], ci
+    assert ci["trained"][0] > ci["random"][1], ci
+    floor = r["trained"]["metrics"]["floor"]
+    assert abs(floor - main["random"]) < 0.05, (floor, main)  # the reported floor is a random SAE's value
+    rows = {f["feature"]: f for f in r["planted"]["details"]["features"]}  # feature i is ARPABET[i]
+    own = [p for i, p in enumerate(ARPABET) if i in rows and rows[i]["level"] == "phone" and p in rows[i]["labels"]]
+    assert len(own) >= 30, f"{len(own)} of {len(ARPABET)} phone features explained by their own phone: {own}"
+
+
+STEERING = {"additive_alphas": []}  # the defaults but 1.1.0's additive variant, which the known answers do not read
+
+
+@pytest.fixture(scope="module")
+def reference(setup, mini_suite, tmp_path_factory):
+    """The reference SAE as `train-reference --seeds 0` trains it (the recipe of the committed row)."""
+    from audiosaebench.sae import load_sae
+    from audiosaebench.training import train_reference
+
+    (path,) = train_reference(MODEL, HOOK, tmp_path_factory.mktemp("reference"), data_dir=mini_suite[0], seeds=(0,))
+    return load_sae(path)
+
+
+def _padding_mean(suite, role: str) -> np.ndarray:
+    """The mean hook output over the padding frames of a split's 30 s windows (the state cache's rows)."""
+    from audiosaebench.activations.states import hook_states
+    from audiosaebench.models.loading import load_adapter
+
+    ad, man = load_adapter(MODEL), suite.split(role)
+    total, n = np.zeros(384), 0
+    for i in range(0, len(man), 8):
+        batch = ad.prepare([man.load(c) for c in man.clips[i : i + 8]])
+        for row, v in zip(hook_states(ad, HOOK, batch), batch.valid_frames, strict=True):
+            total += row[v:].double().sum(0).numpy()
+            n += row.shape[0] - v
+    return total / n
+
+
+def test_steering_planted_direction_near_the_ceiling_trained_above_random(setup, reference, tmp_path):
+    """The ceiling is the conditional mean-difference edit; an SAE holding that direction as a feature
+    comes close to it, a random SAE stays near 0, and the reference SAE lands above random."""
+    from audiosaebench.activations.extract import get_activations
+    from audiosaebench.models.loading import load_adapter
+    from tests.planted import planted_steering_sae
+
+    suite, saes = setup
+    r = _run((suite, {**saes, "reference": reference}), "steering", ["reference", "random"], tmp_path / "a", **STEERING)
+    main, ci = _main_and_ci(r, "fpr_reduction_auc")
+    ceiling = r["reference"]["metrics"]["ceiling"]
+    assert ceiling == r["random"]["metrics"]["ceiling"] > 0.8, ceiling
+    assert main["random"] < 0.35, main
+    assert ci["reference"][0] > ci["random"][1], ci
+    flagged = np.array(r["reference"]["details"]["train_false_detections"])
+    ad = load_adapter(MODEL)
+    ns = get_activations(ad, [HOOK], suite.split("nonspeech_train"), progress=False)[HOOK]
+    sp = get_activations(ad, [HOOK], suite.split("speech_train"), progress=False)[HOOK]
+    on = np.isin(ns.frame_clip_index(), flagged)
+    x_ns = np.asarray(ns.rows(0, ns.n_frames))
+    direction = _padding_mean(suite, "nonspeech_train") - x_ns[on].mean(0, dtype=np.float64)
+    x_off = np.concatenate([x_ns[~on], np.asarray(sp.rows(0, sp.n_frames))[::4]])
+    planted = planted_steering_sae(x_ns[on], x_off, direction, MODEL, HOOK)
+    p = _run((suite, {"planted": planted}), "steering", ["planted"], tmp_path / "b", **STEERING)["planted"]
+    assert p["details"]["features"] == [0]
+    assert p["metrics"]["values"]["fpr_reduction_auc"] > 0.8 * ceiling, (p["metrics"]["values"], ceiling)
+
+
 def test_causal_patching_trained_beats_random_and_every_feature_reaches_the_ceiling(setup, tmp_path):
     r = _run(setup, "causal_patching", ["trained", "identity"], tmp_path, max_pairs=12, ks=[20, 100],
              references=["random"])
@@ -294,7 +377,7 @@ def test_the_committed_identity_baseline_row_is_what_the_harness_computes(setup,
     _check_committed_row(setup, tmp_path, "baseline-identity-whisper-tiny-en-l2", "identity")
 
 
-def test_the_committed_reference_row_is_what_its_retrained_sae_scores(setup, tmp_path, mini_suite):
+def test_the_committed_reference_row_is_what_its_retrained_sae_scores(setup, reference, tmp_path):
     """The reference row's weights are not kept in git: `train-reference --seeds 0` rebuilds them bit
     for bit on the CPU kind that trained them, and another kind trains another SAE
     (docs/reproducing.md). So train-reference itself retrains it here. Where that rebuilds the row's
@@ -306,13 +389,9 @@ def test_the_committed_reference_row_is_what_its_retrained_sae_scores(setup, tmp
     module's 600-step SAE of the same recipe falls outside on splice_recovered and a random SAE on all four."""
     import yaml
 
-    from audiosaebench.sae import load_sae
-    from audiosaebench.training import train_reference
-
     row = "reference-whisper-tiny-en-l2-topk-k32-s0"
     meta = yaml.safe_load((ROOT / "submissions" / row / "submission.yaml").read_text())
-    (path,) = train_reference(MODEL, HOOK, tmp_path / "reference", data_dir=mini_suite[0], seeds=(0,))
-    sae = load_sae(path)
+    sae = reference
     suite, saes = setup
     retrained = (suite, {**saes, "reference": sae})
     if sae.info.sha256 == meta["sae_sha256"]:

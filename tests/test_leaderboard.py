@@ -35,12 +35,24 @@ def board(tmp_path):
                         name=HOSTILE, authors=["</script><img src=x onerror=alert(2)>", "B & B_{x}"])
     fx.write_submission(root, "random-baseline", [fx.result_doc("fidelity", sae_sha="3" * 64, value=0.1, l0=32.0,
                                                                 kind="baseline"),
-                                                  fx.result_doc("coverage", sae_sha="3" * 64, value=0.3, kind="baseline")])
+                                                  # a task that cannot apply: null with its reason, shown as n/a
+                                                  fx.result_doc("coverage", sae_sha="3" * 64, value=None, kind="baseline")])
     # same task and suite, other manifests (another espeak build): a separate column, never ranked with the rest
     fx.write_submission(root, "gamma", [fx.result_doc("fidelity", sae_sha="4" * 64, value=0.99, manifest="f" * 64)])
     # an older task version: loads (with a warning), lands in its own column
     fx.write_submission(root, "delta", [fx.result_doc("fidelity", version="0.9.0", sae_sha="5" * 64, value=0.95)])
+    _verified(root / "alpha")
     return root
+
+
+def _verified(folder):
+    """A verification record that passed and names the folder's current result files."""
+    import json
+
+    from audiosaebench.hashing import sha256_file
+
+    hashes = {p.name: sha256_file(p) for p in sorted((folder / "results").glob("*.json"))}
+    (folder / "verification.json").write_text(json.dumps({"verified": True, "results_sha256": hashes, "tasks": []}))
 
 
 def test_table_separates_versions_and_data_and_keeps_missing_cells_missing(board):
@@ -144,10 +156,19 @@ def test_page_in_headless_chromium(board, tmp_path):
         assert "baseline" in drv.find_element(By.CSS_SELECTOR, 'tr[data-id="random-baseline"]').get_attribute("class")
         # filter by task: only coverage columns remain
         Select(drv.find_element(By.ID, "f-task")).select_by_value("coverage")
-        heads = [t.text for t in drv.find_elements(By.CSS_SELECTOR, "#board thead th")][6:]
+        heads = [t.text for t in drv.find_elements(By.CSS_SELECTOR, "#board thead th")][7:]
         assert heads and all(h.startswith("coverage") for h in heads), heads
+        na = drv.find_element(By.CSS_SELECTOR, 'tr[data-id="random-baseline"] td.missing')
+        assert na.text.startswith("n/a") and "undefined here" in na.text, na.text
         missing = drv.find_element(By.CSS_SELECTOR, 'tr[data-id="beta"] td.missing')
         assert missing.text == "missing"
+        # verified / self-reported per row, and a filter on it
+        status = {r.get_attribute("data-id"): r.find_elements(By.TAG_NAME, "td")[6].text
+                  for r in drv.find_elements(By.CSS_SELECTOR, "#board tbody tr")}
+        assert status["alpha"] == "verified" and status["beta"] == "self-reported", status
+        Select(drv.find_element(By.ID, "f-verification")).select_by_value("verified")
+        ids = [r.get_attribute("data-id") for r in drv.find_elements(By.CSS_SELECTOR, "#board tbody tr")]
+        assert ids == ["alpha"], ids
         cite = drv.find_element(By.CSS_SELECTOR, 'tr[data-id="alpha"] details pre').get_attribute("textContent")
         assert "results computed on: Test CPU <b>9000</b>" in cite  # as text, like every submitted string
         errors = [e for e in drv.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
@@ -161,3 +182,18 @@ def _fp(board, sub_id):
 
     (s,) = [s for s in load_submissions(board) if s.id == sub_id]
     return data_fingerprint(next(d for d in s.results if d["task"]["name"] == "fidelity"))
+
+
+def test_the_committed_site_is_a_fresh_build_of_the_committed_submissions(tmp_path):
+    """leaderboard/ is served as it is: it must be exactly what `leaderboard build` makes of submissions/."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    fresh = tmp_path / "site"
+    assert main(["leaderboard", "build", "--submissions", str(root / "submissions"), "--out", str(fresh)]) == 0
+    committed = root / "leaderboard"
+    names = sorted(p.name for p in fresh.iterdir())
+    assert sorted(p.name for p in committed.iterdir()) == names
+    stale = [n for n in names if (committed / n).read_bytes() != (fresh / n).read_bytes()]
+    assert not stale, (f"leaderboard/{stale[0]} differs from a fresh build: run `audiosaebench leaderboard build "
+                       "--out leaderboard` and commit it")

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from audiosaebench.sae import load_sae
 from audiosaebench.training import Recipe, train_reference, train_topk
+
+pytestmark = pytest.mark.slow  # every test here trains
 
 
 def test_topk_trainer_recovers_planted_dictionary():

@@ -37,6 +37,7 @@ class Submission:
     meta: dict[str, Any]
     results: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    verification: str = "self-reported"  # "verified" when verification.json passed on exactly these results
 
 
 @lru_cache(maxsize=1)
@@ -83,9 +84,10 @@ def _walk_safe(folder: Path) -> list[Path]:
                 continue
             if not p.is_file():
                 raise SubmissionError(f"{folder.name}/{rel} is not a regular file")
-            if not (rel in ("submission.yaml", "README.md") or re.fullmatch(r"results/[A-Za-z0-9._-]+\.json", rel)):
+            if not (rel in ("submission.yaml", "README.md", "verification.json")
+                    or re.fullmatch(r"results/[A-Za-z0-9._-]+\.json", rel)):
                 raise SubmissionError(f"{folder.name}/{rel}: unexpected file (allowed: submission.yaml, README.md, "
-                                      "results/*.json; weights stay at the checkpoint location)")
+                                      "verification.json, results/*.json; weights stay at the checkpoint location)")
             if p.stat().st_size > MAX_FILE_BYTES:
                 raise SubmissionError(f"{folder.name}/{rel} is larger than {MAX_FILE_BYTES >> 20} MiB")
             files.append(p)
@@ -188,6 +190,9 @@ def validate_submission(folder: str | Path, root: str | Path | None = None, *, c
                                   f"(also {seen[key].name})")
         seen[key] = p
         sub.results.append(doc)
+    from audiosaebench.verification import verification_status
+
+    sub.verification = verification_status(folder, result_files)
     return sub
 
 
@@ -198,8 +203,8 @@ def load_submissions(root: str | Path, *, current_versions: bool = False) -> lis
         raise SubmissionError(f"{root} is not a submissions folder")
     out = []
     for entry in sorted(root.iterdir()):
-        if entry.name.startswith(".") or entry.name == "README.md":
-            continue
+        if entry.name.startswith(".") or (entry.is_file() and not entry.is_symlink()):
+            continue  # README.md, rebuild.sh: only folders are entries
         out.append(validate_submission(entry, root, current_versions=current_versions))
     return out
 

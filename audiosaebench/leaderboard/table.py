@@ -92,7 +92,7 @@ def build_table(subs: list[Submission]) -> dict[str, Any]:
             "k": next((d["sae"].get("k") for d in sub.results if d["sae"].get("k") is not None), None),
             "suites": sorted({d["data"]["suite"] for d in sub.results}), "l0": l0,
             "license": m["license"], "checkpoint": m["checkpoint"]["location"], "paper": m.get("paper"),
-            "bibtex": bibtex_for(sub), "sae_sha256": m["sae_sha256"],
+            "bibtex": bibtex_for(sub), "sae_sha256": m["sae_sha256"], "verification": sub.verification,
             # what did the arithmetic (older results may not say)
             "hardware": sorted({d["provenance"].get("hardware") or "not recorded" for d in sub.results}),
         })

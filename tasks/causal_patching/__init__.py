@@ -11,19 +11,20 @@ class CausalPatchingTask(Task):
     state_splits = ("commands_test",)
     metadata = TaskMetadata(
         name="causal_patching",
-        version="1.0.0",
+        version="1.1.0",
         description=(
             "Activation patching on keyword minimal pairs (same voice, different keyword): the top-k features by "
             "attribution are patched from the clean run into the corrupted one at the SAE's hook (the corrupted "
             "run's error term kept) and the output metric m = log p(A) - log p(B) (Whisper: teacher-forced decoder; "
             "encoder-only: a fixed keyword probe) is read. recovery = (m_patched - m_corr) / (m_clean - m_corr); "
             "necessity ablates the same features on the clean run; interchange accuracy = the patched run's "
-            "argmax is A. References at the same k: neurons, PCA directions, a random SAE. Interventions via pyvene."
+            "argmax is A. Every usable pair of the split. References at the same k: neurons, PCA directions, and "
+            "the floor: the mean over several random SAEs of the SAE's shape. Interventions via pyvene."
         ),
         splits=("commands_test", "commands_train"),
         main_score="recovery@20",
         higher_is_better=True,
-        floor="recovery@20_random: the same selection and patch with a random TopK SAE of the same shape",
+        floor="recovery@20_random: the same selection and patch, averaged over n_random random TopK SAEs of the same shape",
         ceiling="recovery_ceiling: the whole hook output patched on the valid frames (the padding frames stay corrupted)",
         needs=("activations", "model"),
         citation=BENCHMARK_CITATION,
@@ -38,10 +39,11 @@ class CausalPatchingTask(Task):
         "keywords": list(KEYWORDS),
         "label_key": "keyword",
         "ks": [1, 5, 20, 100],
-        "max_pairs": 20,
+        "max_pairs": 0,
         "min_effect": 1.0,
         "clip_seconds": 1.0,
         "references": ["neurons", "pca", "random"],
+        "n_random": 5,
         "pca_max_frames": 20000,
         "probe_C": 1.0,
         "batch_size": 8,
@@ -51,4 +53,4 @@ class CausalPatchingTask(Task):
     def run(self, ctx: TaskContext) -> TaskResult:
         from audiosaebench_tasks.causal_patching.compute import run_causal_patching
 
-        return run_causal_patching(ctx)
+        return run_causal_patching(ctx, self.metadata)

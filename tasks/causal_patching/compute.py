@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,14 +17,13 @@ from audiosaebench.activations.states import continuation_states
 from audiosaebench.cache import cached_json, cached_tensors
 from audiosaebench.models.base import _hidden, _with_hidden
 from audiosaebench.sae.reference import identity_sae, pca_sae, random_sae
-from audiosaebench.task import TaskContext, TaskResult
-from audiosaebench.toolkit import finite_or_none
+from audiosaebench.task import TaskContext, TaskMetadata, TaskResult
+from audiosaebench.toolkit import ResultBuilder, bootstrap_mean_interval, null_result
 
 log = logging.getLogger(__name__)
 MAIN_K = 20
-# 2: continuation from the hook output (cached states); 3: the harness's text decoder; 4: patched runs take
-# the first layer above the hook from its unchanged frames (audiosaebench.models.unedited_frames_memo)
-REFERENCE_CACHE_VERSION = 4
+# 5: task 1.1.0 (every usable pair; the floor over several random SAEs; edits declare their extent)
+REFERENCE_CACHE_VERSION = 5
 
 
 @dataclass
@@ -85,7 +85,7 @@ def _candidates(ctx: TaskContext, keywords: list[str], label_key: str, max_pairs
     usable = {s: v for s, v in by_speaker.items() if len({c.labels[label_key] for _, c in v}) >= 2}
     out: list[tuple[int, Any]] = []
     for s in sorted(usable, key=lambda s: _order(s, seed)):
-        if len(out) >= 3 * max_pairs:
+        if max_pairs > 0 and len(out) >= 3 * max_pairs:
             break
         out += usable[s]
     return out
@@ -134,9 +134,10 @@ def _pairs(runs: list[ClipRun], max_pairs: int, min_effect: float, seed: int) ->
                     break
         queues.append(found)
     out: list[Pair] = []
-    while len(out) < max_pairs and any(queues):
+    cap = max_pairs if max_pairs > 0 else sum(len(q) for q in queues)
+    while len(out) < cap and any(queues):
         for q in queues:
-            if q and len(out) < max_pairs:
+            if q and len(out) < cap:
                 out.append(q.pop(0))
     return out, considered
 
@@ -165,7 +166,9 @@ def _output_gradients(cont, pairs: list[Pair], n_valid: int, batch_size: int) ->
                 (scores[rows, a] - scores[rows, b]).sum().backward()
         finally:
             handle.remove()
-        grads += [g[:n_valid].float().cpu() for g in leaf["x"].grad]
+        grad = leaf["x"].grad
+        assert grad is not None  # the readout depends on every hook frame
+        grads += [g[:n_valid].float().cpu() for g in grad]
     return grads
 
 
@@ -202,16 +205,21 @@ def _patched_scores(patcher, pairs: list[Pair], features: list[list[int]], mode:
     return np.concatenate(out) if out else np.zeros((0, 0))
 
 
-def _bases(ctx: TaskContext, cfg: dict[str, Any], seed: int) -> dict[str, Any]:
+REFERENCES = ("neurons", "pca", "random")
+
+
+def _bases(ctx: TaskContext, cfg: Any, seed: int) -> dict[str, Any]:
+    """The SAE and the references it is read against at the same k: the neuron basis, PCA directions of
+    commands_train and ``n_random`` random TopK SAEs of the SAE's shape (``random_0`` ...)."""
     sae = ctx.sae
-    model_id, hook = sae.info.model_id, sae.info.hook_point
+    model_id, hook = str(sae.info.model_id), str(sae.info.hook_point)
     out: dict[str, Any] = {"sae": sae}
     refs = list(cfg["references"])
-    unknown = set(refs) - {"neurons", "pca", "random"}
+    unknown = set(refs) - set(REFERENCES)
     if unknown:
         from audiosaebench.errors import TaskError
 
-        raise TaskError(f"causal_patching references must be among neurons, pca, random; got {sorted(unknown)}")
+        raise TaskError(f"causal_patching references must be among {', '.join(REFERENCES)}; got {sorted(unknown)}")
     if "neurons" in refs:
         out["neurons"] = identity_sae(sae.d_in, model_id, hook).to(sae.device)
     if "pca" in refs:
@@ -222,152 +230,182 @@ def _bases(ctx: TaskContext, cfg: dict[str, Any], seed: int) -> dict[str, Any]:
         out["pca"] = pca_sae(acts.take(rows), model_id, hook).to(sae.device)
     if "random" in refs:
         k = max(1, min(sae.info.k or 32, sae.d_sae))
-        out["random"] = random_sae(sae.d_in, sae.d_sae, k, model_id, hook, seed=seed + 21).to(sae.device)
+        for r in range(int(cfg["n_random"])):
+            out[f"random_{r}"] = random_sae(sae.d_in, sae.d_sae, k, model_id, hook, seed=seed + 21 + r).to(sae.device)
     return out
 
 
-def _interval(values: np.ndarray, idx: np.ndarray) -> list[float]:
-    bs = values[idx].mean(1)
-    return [float(np.percentile(bs, 2.5)), float(np.percentile(bs, 97.5))]
+def _ks(cfg: Any) -> list[int]:
+    return sorted({int(k) for k in cfg["ks"]} | {MAIN_K})  # the main score is always computed
 
 
-def _null(reason: str, cfg: dict[str, Any]) -> TaskResult:
-    names = [f"recovery@{k}" for k in sorted({int(k) for k in cfg["ks"]} | {MAIN_K})]
-    return TaskResult(values=dict.fromkeys(names), higher_is_better=dict.fromkeys(names, True),
-                      reasons=dict.fromkeys(names, reason))
+@dataclass
+class Prepared:
+    """The pairs every basis is scored on, their unpatched runs and output gradients, and the run's cache key."""
+
+    cont: Any
+    pairs: list[Pair]
+    grads: list[torch.Tensor]
+    n_valid: int
+    run_key: dict[str, Any]
+    details: dict[str, Any]
+
+    @property
+    def m_corr(self) -> np.ndarray:
+        return np.array([p.m_corr for p in self.pairs])
+
+    @property
+    def denom(self) -> np.ndarray:
+        return np.array([p.m_clean - p.m_corr for p in self.pairs])
+
+    def recovery(self, scores: np.ndarray) -> np.ndarray:
+        return (np.array([p.m(s) for p, s in zip(self.pairs, scores, strict=True)]) - self.m_corr) / self.denom
 
 
-def run_causal_patching(ctx: TaskContext) -> TaskResult:
-    from audiosaebench.interventions import FeaturePatcher
+def _prepare(ctx: TaskContext, cfg: Any) -> Prepared | str:
+    """Candidate clips, the readout, unpatched runs (cached), minimal pairs and gradients (cached); or why
+    there is nothing to patch."""
     from audiosaebench.models.continuation import Continuation
     from audiosaebench_tasks.causal_patching.readout import build_readout
 
-    cfg, seed = ctx.config, ctx.seed
-    keywords = [str(k) for k in cfg["keywords"]]
-    label_key = str(cfg["label_key"])
-    ks = sorted({int(k) for k in cfg["ks"]} | {MAIN_K})  # the main score is always computed
+    seed, keywords, label_key = ctx.seed, [str(k) for k in cfg["keywords"]], str(cfg["label_key"])
     max_pairs, batch_size = int(cfg["max_pairs"]), int(cfg["batch_size"])
     ad, sae = ctx.model, ctx.sae
     n_samples = int(round(float(cfg["clip_seconds"]) * 16_000))
     n_valid = ad.valid_frames(n_samples)
-
     clips = _candidates(ctx, keywords, label_key, max_pairs, seed)
     if not clips:
-        return _null(f"commands_test has no speaker with two different keywords among {keywords} "
-                     f"(label {label_key!r})", cfg)
+        return f"commands_test has no speaker with two different keywords among {keywords} (label {label_key!r})"
     if ad.family == "whisper" and not (Path(ad.source_dir or "") / "tokenizer.json").exists():
-        return _null(f"the Whisper model folder has no tokenizer.json ({ad.source_dir}); the keyword readout needs it", cfg)
+        return f"the Whisper model folder has no tokenizer.json ({ad.source_dir}); the keyword readout needs it"
     readout, readout_info = build_readout(ctx, keywords, label_key, float(cfg["probe_C"]))
-    cont = Continuation(ad, sae.info.hook_point, readout, start="output")
-    # what does not depend on the SAE is cached per model, hook, data, readout and options
+    cont = Continuation(ad, str(sae.info.hook_point), readout, start="output")
     run_key = {"v": REFERENCE_CACHE_VERSION, "model": ad.identity.to_dict(), "dtype": str(ad.dtype),
                "hook": cont.hook.name, "manifest": ctx.manifest("commands_test").sha256,
-               "clips": [i for i, _ in clips], "readout": readout_info, "n_samples": n_samples,
-               "batch_size": batch_size}
+               "clips": [i for i, _ in clips], "readout": readout_info, "n_samples": n_samples, "batch_size": batch_size}
     runs = _unpatched_runs(ctx, cont, clips, keywords, label_key, n_samples, n_valid, batch_size, run_key)
     pairs, considered = _pairs(runs, max_pairs, float(cfg["min_effect"]), seed)
     clean_acc = float(np.mean([int(np.argmax(r.scores)) == r.label for r in runs]))
     if not pairs:
-        return _null(f"no minimal pair with m_clean - m_corr >= {cfg['min_effect']} among {considered} candidates "
-                     f"(the readout's accuracy on the clean clips is {clean_acc:.2f})", cfg)
-    m_clean = np.array([p.m_clean for p in pairs])
-    m_corr = np.array([p.m_corr for p in pairs])
-    denom = m_clean - m_corr
-
+        return (f"no minimal pair with m_clean - m_corr >= {cfg['min_effect']} among {considered} candidates "
+                f"(the readout's accuracy on the clean clips is {clean_acc:.2f})")
     grads = list(cached_tensors(
         "causal-cache", {**run_key, "part": "gradients", "pairs": [(p.clean.index, p.corr.index) for p in pairs]},
         lambda: {"grads": torch.stack(_output_gradients(cont, pairs, n_valid, batch_size))},
         lambda d: d.get("grads") is not None and d["grads"].shape == (len(pairs), n_valid, ad.hidden_size))["grads"])
-    bases = _bases(ctx, cfg, seed)
-    ceiling_basis = bases["neurons"] if "neurons" in bases else identity_sae(
-        sae.d_in, sae.info.model_id, sae.info.hook_point).to(sae.device)
-
-    per_pair: dict[str, np.ndarray] = {}
-    details: dict[str, Any] = {"per_basis": {}}
-
-    def run(basis, features, mode) -> np.ndarray:
-        return _patched_scores(FeaturePatcher(cont, basis), pairs, features, mode, n_valid, batch_size)
-
-    def recovery(scores: np.ndarray) -> np.ndarray:
-        return (np.array([p.m(s) for p, s in zip(pairs, scores, strict=True)]) - m_corr) / denom
-
-    # SAE-independent parts (the ceiling, the neuron and PCA references, and the random reference,
-    # which depends only on the SAE's shape) are cached per model, hook, data, pairs and options
-    shared_key = {"v": REFERENCE_CACHE_VERSION, "model": ad.identity.to_dict(), "dtype": str(ad.dtype),
-                  "hook": cont.hook.name, "manifests": [ctx.manifest(r).sha256 for r in ("commands_test", "commands_train")],
-                  "pairs": [(p.clean.index, p.corr.index) for p in pairs], "seed": seed, "ks": ks, "n_valid": n_valid,
-                  "options": {k: cfg[k] for k in ("keywords", "label_key", "clip_seconds", "pca_max_frames", "probe_C")}}
-
-    def cached(name: str, basis, compute):
-        key = {**shared_key, "basis": name, "basis_sha256": basis.info.sha256}
-        return cached_json("causal-cache", key, compute, lambda d: isinstance(d, dict) and all(
-            isinstance(v, list) and len(v) == len(pairs) for v in d.values()))
-
-    every = [list(range(ceiling_basis.d_sae))] * len(pairs)
-    per_pair["recovery_ceiling"] = np.array(cached("ceiling", ceiling_basis, lambda: {
-        "recovery_ceiling": recovery(run(ceiling_basis, every, "patch")).tolist()})["recovery_ceiling"])
-    for name, basis in bases.items():
-        info: dict[str, Any] = {"id": basis.info.id, "d_sae": basis.d_sae}
-        details["per_basis"][name] = info
-        if name != "sae":
-
-            def reference(basis=basis, name=name) -> dict:
-                attrs = [feature_attribution(basis, p.clean.x, p.corr.x, g) for p, g in zip(pairs, grads, strict=True)]
-                return {f"recovery@{k}_{name}": recovery(run(basis, [top_k(a, min(k, basis.d_sae)) for a in attrs],
-                                                               "patch")).tolist() for k in ks}
-
-            per_pair.update({k: np.array(v) for k, v in cached(name, basis, reference).items()})
-            continue
-        attrs = [feature_attribution(basis, p.clean.x, p.corr.x, g) for p, g in zip(pairs, grads, strict=True)]
-        for k in ks:
-            feats = [top_k(a, min(k, basis.d_sae)) for a in attrs]
-            scores = run(basis, feats, "patch")
-            per_pair[f"recovery@{k}"] = recovery(scores)
-            per_pair[f"interchange_accuracy@{k}"] = np.array(
-                [float(int(np.argmax(s)) == p.a) for p, s in zip(pairs, scores, strict=True)])
-            ablated = run(basis, feats, "ablate")
-            per_pair[f"necessity@{k}"] = (m_clean - np.array([p.m(s) for p, s in zip(pairs, ablated, strict=True)])) / denom
-            info.setdefault("features@k", {})[str(k)] = sorted({f for fs in feats for f in fs})[:200]
-        per_pair["recovery_all_features"] = recovery(run(basis, [list(range(basis.d_sae))] * len(pairs), "patch"))
-
-    if "random" in bases:  # paired over the same pairs: tighter than comparing two intervals
-        for k in ks:
-            per_pair[f"recovery@{k}_gain_over_random"] = per_pair[f"recovery@{k}"] - per_pair[f"recovery@{k}_random"]
-    n_boot = int(cfg["bootstrap_resamples"])
-    idx = np.random.default_rng(seed).integers(0, len(pairs), (n_boot, len(pairs)))
-    values: dict[str, float | None] = {}
-    unc: dict[str, list[float]] = {}
-    for name, arr in per_pair.items():
-        values[name] = finite_or_none(float(arr.mean()))
-        unc[name] = _interval(arr, idx)
-        if name.startswith("recovery@") and "_" not in name:
-            values[name.replace("recovery@", "recovery_median@")] = finite_or_none(float(np.median(arr)))
-    values["n_pairs"] = float(len(pairs))
-    details.update(readout_info)
     test_clips = ctx.manifest("commands_test").clips
-    details.update({
-        "pairs": [{"clean": test_clips[p.clean.index].clip_id, "corrupted": test_clips[p.corr.index].clip_id,
-                   "a": keywords[p.a], "b": keywords[p.b], "m_clean": round(p.m_clean, 4), "m_corr": round(p.m_corr, 4)}
-                  for p in pairs],
-        "candidate_pairs_considered": considered,
-        "readout_accuracy_clean_clips": round(clean_acc, 4),
-        "patched_frames": n_valid,
-        "intervention": f"pyvene {_pyvene_version()} component {cont.component}",
-    })
-    hib = {k: True for k in values}
-    hib["n_pairs"] = True
-    return TaskResult(
-        values=values,
-        higher_is_better=hib,
-        floor=values.get("recovery@20_random"),
-        ceiling=values.get("recovery_ceiling"),
-        uncertainty=unc,
-        uncertainty_method="percentile bootstrap over minimal pairs, 95%",
-        uncertainty_n=n_boot,
-        details=details,
-        frames={"commands_test": n_valid * len({p.clean.index for p in pairs} | {p.corr.index for p in pairs}),
-                "commands_train": ctx.activations("commands_train").n_frames if "pca" in bases else 0},
-    )
+    details = {**readout_info,
+               "pairs": [{"clean": test_clips[p.clean.index].clip_id, "corrupted": test_clips[p.corr.index].clip_id,
+                          "a": keywords[p.a], "b": keywords[p.b], "m_clean": round(p.m_clean, 4),
+                          "m_corr": round(p.m_corr, 4)} for p in pairs],
+               "candidate_pairs_considered": considered, "readout_accuracy_clean_clips": round(clean_acc, 4),
+               "patched_frames": n_valid, "intervention": f"pyvene {_pyvene_version()} component {cont.component}"}
+    return Prepared(cont, pairs, grads, n_valid, run_key, details)
+
+
+def _patched(pp: Prepared, basis: Any, features: list[list[int]], mode: str, batch_size: int) -> np.ndarray:
+    from audiosaebench.interventions import FeaturePatcher
+
+    return _patched_scores(FeaturePatcher(pp.cont, basis), pp.pairs, features, mode, pp.n_valid, batch_size)
+
+
+def _attributions(pp: Prepared, basis: Any) -> list[torch.Tensor]:
+    return [feature_attribution(basis, p.clean.x, p.corr.x, g) for p, g in zip(pp.pairs, pp.grads, strict=True)]
+
+
+def _top(attrs: list[torch.Tensor], basis: Any, k: int) -> list[list[int]]:
+    return [top_k(a, min(k, basis.d_sae)) for a in attrs]
+
+
+def _references(ctx: TaskContext, pp: Prepared, bases: dict[str, Any], cfg: Any, ks: list[int]) -> dict[str, np.ndarray]:
+    """Per pair: the ceiling and each reference's recovery@k. They do not depend on the evaluated SAE (the
+    random SAEs only on its shape): cached per model, hook, data, pairs and options."""
+    bs = int(cfg["batch_size"])
+    shared = {"v": REFERENCE_CACHE_VERSION, "model": ctx.model.identity.to_dict(), "dtype": str(ctx.model.dtype),
+              "hook": pp.cont.hook.name, "manifests": [ctx.manifest(r).sha256 for r in ("commands_test", "commands_train")],
+              "pairs": [(p.clean.index, p.corr.index) for p in pp.pairs], "seed": ctx.seed, "ks": ks, "n_valid": pp.n_valid,
+              "options": {k: cfg[k] for k in ("keywords", "label_key", "clip_seconds", "pca_max_frames", "probe_C")}}
+
+    def cached(name: str, basis: Any, compute: Callable[[], dict]) -> dict:
+        return cached_json("causal-cache", {**shared, "basis": name, "basis_sha256": basis.info.sha256}, compute,
+                           lambda d: isinstance(d, dict) and all(isinstance(v, list) and len(v) == len(pp.pairs)
+                                                                 for v in d.values()))
+
+    ceiling = bases["neurons"] if "neurons" in bases else identity_sae(
+        ctx.sae.d_in, str(ctx.sae.info.model_id), str(ctx.sae.info.hook_point)).to(ctx.sae.device)
+    every = [list(range(ceiling.d_sae))] * len(pp.pairs)
+    out = {"recovery_ceiling": np.array(cached("ceiling", ceiling, lambda: {
+        "recovery_ceiling": pp.recovery(_patched(pp, ceiling, every, "patch", bs)).tolist()})["recovery_ceiling"])}
+    for name, basis in bases.items():
+        if name == "sae":
+            continue
+
+        def compute(basis: Any = basis) -> dict:
+            attrs = _attributions(pp, basis)
+            return {f"recovery@{k}": pp.recovery(_patched(pp, basis, _top(attrs, basis, k), "patch", bs)).tolist()
+                    for k in ks}
+
+        got = cached(name.split("_")[0] if name.startswith("random") else name, basis, compute)
+        out.update({f"{key}_{name}": np.array(v) for key, v in got.items()})
+    return out
+
+
+def _score_sae(pp: Prepared, sae: Any, ks: list[int], bs: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Per pair, the SAE's recovery, interchange accuracy and necessity at each k, and with every feature."""
+    per_pair: dict[str, np.ndarray] = {}
+    info: dict[str, Any] = {"id": sae.info.id, "d_sae": sae.d_sae, "features@k": {}}
+    m_clean = np.array([p.m_clean for p in pp.pairs])
+    attrs = _attributions(pp, sae)
+    for k in ks:
+        feats = _top(attrs, sae, k)
+        scores = _patched(pp, sae, feats, "patch", bs)
+        per_pair[f"recovery@{k}"] = pp.recovery(scores)
+        per_pair[f"interchange_accuracy@{k}"] = np.array(
+            [float(int(np.argmax(s)) == p.a) for p, s in zip(pp.pairs, scores, strict=True)])
+        ablated = _patched(pp, sae, feats, "ablate", bs)
+        per_pair[f"necessity@{k}"] = (m_clean - np.array([p.m(s) for p, s in zip(pp.pairs, ablated, strict=True)])) / pp.denom
+        info["features@k"][str(k)] = sorted({f for fs in feats for f in fs})[:200]
+    per_pair["recovery_all_features"] = pp.recovery(_patched(pp, sae, [list(range(sae.d_sae))] * len(pp.pairs), "patch", bs))
+    return per_pair, info
+
+
+def _random_floor(per_pair: dict[str, np.ndarray], refs: dict[str, np.ndarray], ks: list[int]) -> dict[str, Any]:
+    """The floor: per pair, the mean recovery@k over the random SAEs; the SAE's gain over it, paired."""
+    spread = {}
+    for k in ks:
+        draws = np.stack([v for name, v in refs.items() if name.startswith(f"recovery@{k}_random_")])
+        per_pair[f"recovery@{k}_random"] = draws.mean(0)
+        per_pair[f"recovery@{k}_gain_over_random"] = per_pair[f"recovery@{k}"] - draws.mean(0)
+        spread[str(k)] = [round(float(d.mean()), 4) for d in draws]
+    return spread
+
+
+def run_causal_patching(ctx: TaskContext, metadata: TaskMetadata) -> TaskResult:
+    cfg, ks = ctx.config, _ks(ctx.config)
+    pp = _prepare(ctx, cfg)
+    if isinstance(pp, str):
+        return null_result(metadata, [f"recovery@{k}" for k in ks], pp)
+    bases = _bases(ctx, cfg, ctx.seed)
+    refs = _references(ctx, pp, bases, cfg, ks)
+    per_pair, info = _score_sae(pp, ctx.sae, ks, int(cfg["batch_size"]))
+    per_pair.update({k: v for k, v in refs.items() if not k.split("_")[-1].isdigit()})
+    spread = _random_floor(per_pair, refs, ks) if int(cfg["n_random"]) and "random" in cfg["references"] else {}
+    n_boot = int(cfg["bootstrap_resamples"])
+    idx = np.random.default_rng(ctx.seed).integers(0, len(pp.pairs), (n_boot, len(pp.pairs)))
+    out = ResultBuilder(metadata)
+    for name, arr in per_pair.items():
+        out.add(name, float(arr.mean()), interval=bootstrap_mean_interval(arr, idx), reason="not finite")
+        if name.startswith("recovery@") and "_" not in name:
+            out.add(name.replace("recovery@", "recovery_median@"), float(np.median(arr)), reason="not finite")
+    out.add("n_pairs", float(len(pp.pairs)))
+    out.details.update({**pp.details, "per_basis": {"sae": info, **{n: {"id": b.info.id, "d_sae": b.d_sae}
+                                                                    for n, b in bases.items() if n != "sae"}},
+                        "random_recovery_by_draw": spread})
+    used = {p.clean.index for p in pp.pairs} | {p.corr.index for p in pp.pairs}
+    out.frames.update({"commands_test": pp.n_valid * len(used),
+                       "commands_train": ctx.activations("commands_train").n_frames if "pca" in bases else 0})
+    return out.build(floor=out.values.get(f"recovery@{MAIN_K}_random"), ceiling=out.values.get("recovery_ceiling"),
+                     method="percentile bootstrap over minimal pairs, 95%", n=n_boot)
 
 
 def _pyvene_version() -> str:

@@ -40,7 +40,7 @@ def feature_f1(fam: Family) -> tuple[np.ndarray, np.ndarray]:
     return feature_f1_scores(fam.z_train, fam.y_train, fam.z_test, fam.y_test)
 
 
-DENSE_CACHE_VERSION = 2  # 2: fitted with numpy/scipy BLAS on one thread (evaluation.numpy_blas_single_threaded)
+DENSE_CACHE_VERSION = 2  # 2: fitted with numpy/scipy BLAS on one thread (audiosaebench.runtime.threads)
 
 
 def dense_f1(fam: Family, key: tuple, max_negatives: int, seed: int) -> np.ndarray:

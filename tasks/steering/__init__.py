@@ -4,39 +4,48 @@ from __future__ import annotations
 
 from audiosaebench.task import BENCHMARK_CITATION, Task, TaskContext, TaskMetadata, TaskResult
 
+# the main intervention (suppression of SAE features), 1.1.0's additive form, and the dense references
+VARIANTS = ("", "_additive", "_mean_difference", "_mean_difference_global")
+
 
 class SteeringTask(Task):
     state_splits = ("nonspeech_train", "nonspeech_test", "speech_test")
     state_families = ("whisper",)
     metadata = TaskMetadata(
         name="steering",
-        version="1.1.0",
+        version="2.0.0",
         description=(
-            "AudioSAE's hallucination suppression (Whisper only). A logistic regression on clip-level max-pooled "
-            "codes separates non-speech train clips Whisper hallucinates on from speech; its top features by |beta| "
-            "are steered on valid frames (z' = z + alpha * s * a_j, s = -sign(beta), a_j the feature's mean active "
-            "value, error term kept). FPR on non-speech and WER on speech test clips per alpha; fpr_reduction at the "
-            "largest alpha whose WER rises by at most the budget, against the mean-difference steering vector."
+            "Hallucination suppression (Whisper only): false speech detections (no-speech probability below 0.5 on "
+            "a non-speech clip, as AudioSAE counts them); the features a logistic regression on max-pooled non-speech "
+            "train codes ties to them are suppressed, z' = (1 - alpha) z, decoded with the error term kept, so only "
+            "frames where they fire change. FPR on non-speech and WER on speech test clips per alpha; main score: "
+            "the area under the FPR-reduction vs WER-rise frontier up to a 5-point budget; beside it the reduction "
+            "at a 1-point budget, 1.1.0's additive form and the dense references (conditional and global "
+            "mean-difference directions)."
         ),
         splits=("speech_train", "nonspeech_train", "speech_test", "nonspeech_test"),
-        main_score="fpr_reduction",
+        main_score="fpr_reduction_auc",
         higher_is_better=True,
-        floor="0: no reduction (alpha = 0 always meets the budget)",
-        ceiling="1.0: no hallucination left within the WER budget; fpr_reduction_mean_difference is reported beside it",
+        floor="0: no reduction within the budget (alpha = 0)",
+        ceiling="fpr_reduction_auc_mean_difference: the conditional mean-difference direction at the hook",
         needs=("activations", "model"),
         citation=BENCHMARK_CITATION,
-        metrics={"fpr_reduction": True, "fpr_reduction_mean_difference": True, "alpha_star": True,
-                 "alpha_star_mean_difference": True, "fpr@{a}": False, "wer@{a}": False, "no_speech_prob@{a}": True,
-                 "fpr@{a}_mean_difference": False, "wer@{a}_mean_difference": False,
-                 "no_speech_prob@{a}_mean_difference": True},
-        reference="METRICS.md steering; AudioSAE (hallucination suppression by feature steering)",
+        metrics={f"{name}{variant}": hib for variant in VARIANTS for name, hib in (
+            ("fpr_reduction_auc", True), ("fpr_reduction", True), ("alpha_star", True), ("fpr@{a}", False),
+            ("wer@{a}", False), ("no_speech_prob@{a}", True), ("fpr_transcript@{a}", False))},
+        reference="AudioSAE (Aparin et al. 2026) hallucination suppression by feature steering; METRICS.md steering",
         docs="tasks/steering/README.md",
     )
     default_config = {
-        "alphas": [0.0, 0.5, 1.0, 2.0, 3.0],
+        "alphas": [0.0, 0.25, 0.5, 0.75, 1.0, 1.5],
+        "additive_alphas": [0.5],
         "n_features": 100,
         "wer_budget": 0.01,
+        "auc_wer_budget": 0.05,
         "probe_C": 1.0,
+        "probe_max_frames": 20000,
+        "mean_difference_target": "padding",
+        "no_speech_threshold": 0.5,
         "max_speech_clips": 24,
         "tokens_per_second": 8.0,
         "min_token_limit": 32,
@@ -49,4 +58,4 @@ class SteeringTask(Task):
     def run(self, ctx: TaskContext) -> TaskResult:
         from audiosaebench_tasks.steering.compute import run_steering
 
-        return run_steering(ctx)
+        return run_steering(ctx, self.metadata)

@@ -1,0 +1,52 @@
+"""submission verify: how a re-evaluation is compared with a row, and when a row counts as verified."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+from audiosaebench.verification import compare, verification_status
+from tests import factories as fx
+
+
+def _pair(**provenance):
+    row = fx.result_doc("fidelity", value=0.8)
+    row["provenance"].update(hardware="CPU A", cpu_capability="AVX512")
+    now = copy.deepcopy(row)
+    now["provenance"].update(provenance)
+    return row, now
+
+
+def test_on_the_rows_machine_every_value_must_be_identical():
+    row, now = _pair()
+    assert compare(row, now).passed and compare(row, now).mode == "identical"
+    now["metrics"]["values"]["splice_recovered"] = 0.8000001
+    out = compare(row, now)
+    assert not out.passed and "splice_recovered" in out.detail
+
+
+def test_on_another_machine_the_main_score_must_lie_in_the_rows_interval():
+    row, now = _pair(hardware="CPU B")
+    now["metrics"]["values"]["splice_recovered"] = 0.85  # the row's interval is [0.7, 0.9]
+    out = compare(row, now)
+    assert out.passed and out.mode == "interval" and "CPU B" in out.detail
+    now["metrics"]["values"]["splice_recovered"] = 0.95
+    assert not compare(row, now).passed
+
+
+def test_a_row_is_verified_only_while_its_results_are_the_ones_checked(tmp_path):
+    from audiosaebench.hashing import sha256_file
+
+    folder = fx.write_submission(tmp_path / "submissions", "row", [fx.result_doc("fidelity")])
+    results = sorted((folder / "results").glob("*.json"))
+    assert verification_status(folder, results) == "self-reported"
+    record = {"verified": True, "results_sha256": {p.name: sha256_file(p) for p in results}, "tasks": []}
+    (folder / "verification.json").write_text(json.dumps(record))
+    assert verification_status(folder, results) == "verified"
+    doc = json.loads(results[0].read_text())
+    doc["metrics"]["values"]["splice_recovered"] = 0.99  # an edited number
+    results[0].write_text(json.dumps(doc))
+    assert verification_status(folder, results) == "self-reported"
+    record["verified"] = False
+    (folder / "verification.json").write_text(json.dumps(record))
+    assert verification_status(folder, results) == "self-reported"
