@@ -20,8 +20,14 @@ from typing import Any
 import numpy as np
 
 from audiosaebench import atomic, runtime
-from audiosaebench.dashboards import documents, neuronpedia, site
-from audiosaebench.dashboards.inputs import DashboardError, check_options, check_out, parse_features, read_autointerp
+from audiosaebench.dashboards import neuronpedia, site
+from audiosaebench.dashboards.inputs import (
+    DashboardError,
+    check_options,
+    check_out,
+    parse_features,
+    read_autointerp,
+)
 from audiosaebench.dashboards.links import FORMAT, MANIFEST
 from audiosaebench.dashboards.splits import SplitData
 from audiosaebench.data.roles import TEST_ROLES

@@ -39,7 +39,7 @@ def compute_stats(job: Any, tests: list[SplitData], trains: list[SplitData], lab
     """Passes 1 and 2 over the test splits' codes, decoder neighbours, and the label scorer's items."""
     o, sae, feats = job.options, job.sae, job.features
     step = _frame_step(job.adapter)
-    layout = Layout.of(tests, max(1, round(o.window_s / step)))
+    layout = Layout.of(tests, job.adapter, max(1, round(o.window_s / step)))
     best, active = first_pass(sae, layout, feats, 2 * o.top)
     maxima = best.values[0].clamp_min(0)
     second = second_pass(sae, layout, feats, maxima, hist_bins=o.hist_bins, groups=o.quantile_groups,
@@ -63,7 +63,7 @@ def _picks(job: Any, st: State, cols: range) -> tuple[list[list[tuple[int, Span,
                         n_top=o.top, per_group=o.per_quantile, radius=st.radius)
         items = []
         for group, row in chosen:
-            span, peak_s, at = span_for(st.layout, row, job.adapter, half_s=o.excerpt_half_s, grid_s=o.excerpt_grid_s)
+            span, peak_s, at = span_for(st.layout, row, half_s=o.excerpt_half_s, grid_s=o.excerpt_grid_s)
             items.append((group, span, peak_s, at))
             requests.append((span, int(job.features[c])))
         picks.append(items)
@@ -101,7 +101,7 @@ def _block_docs(job: Any, st: State, cols: range, out: Path, files: dict[Span, t
         examples = []
         for group, span, peak_s, at in picks[j]:
             examples.append((-1 if group < 0 else len(bins) - group, example_doc(
-                st.layout, job.adapter, group, span, peak_s, at, values[k], files[span], top_bins if group < 0 else bins[group])))
+                st.layout, group, span, peak_s, at, values[k], files[span], top_bins if group < 0 else bins[group])))
             k += 1
         examples.sort(key=lambda e: (e[0], -e[1]["max_value"]))  # top group, then intervals from the highest; values descending
         docs.append(_feature_doc(job, st, c, labels[j], [e for _, e in examples], intervals))

@@ -79,22 +79,23 @@ def peak_label(layout: Layout, sp: Span, frame: int, clip_level: dict[str, str])
     return next((clip_level[k] for k in ("keyword", "sound", "source") if clip_level.get(k)), "")
 
 
-def example_doc(layout: Layout, adapter: Any, group: int, sp: Span, peak_s: float, peak_index: int,
+def example_doc(layout: Layout, group: int, sp: Span, peak_s: float, peak_index: int,
                 values: np.ndarray, files: tuple[str, str], bins: dict[str, Any]) -> dict[str, Any]:
     """One example; ``bins``: its group's bin_min, bin_max, bin_contains (top group: -1, the max, -1)."""
     split = layout.splits[sp.split]
     clip = split.manifest.clips[sp.clip]
     n = int(split.offsets[sp.clip + 1] - split.offsets[sp.clip])
-    centres = adapter.frame_centres_s(n)
+    centres = layout.centres(n)
     labels = clip_labels(layout, sp.split, sp.clip)
+    rounded = np.round(values.astype(np.float64), 4).tolist()
     return {
         "clip_id": clip.clip_id, "role": split.role, "group": "top" if group < 0 else f"interval {group}",
         "bin_min": bins["bin_min"], "bin_max": bins["bin_max"], "bin_contains": bins["bin_contains"],
         "start_s": round(sp.start_sample / SAMPLE_RATE, 4), "end_s": round(sp.end_sample / SAMPLE_RATE, 4),
-        "peak_s": round(peak_s, 4), "peak_index": peak_index, "max_value": r4(values[peak_index]),
+        "peak_s": round(peak_s, 4), "peak_index": peak_index, "max_value": rounded[peak_index],
         "first_frame_s": round(float(centres[sp.first]), 4),
         "frame_step_s": round(float(centres[1] - centres[0]), 6) if n > 1 else 0.02,
-        "values": [r4(v) for v in values], "frame_labels": _frame_labels(layout, sp), "clip_labels": labels,
+        "values": rounded, "frame_labels": _frame_labels(layout, sp), "clip_labels": labels,
         "peak_label": peak_label(layout, sp, sp.first + peak_index, labels), "audio": files[0], "spectrogram": files[1],
     }
 

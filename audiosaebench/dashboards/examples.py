@@ -4,7 +4,7 @@ that excerpt (a third pass over the codes, for a block of features at a time).""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,16 +22,24 @@ class Layout:
     """The test splits end to end: global rows and window ids, and the way back to (split, clip, frame)."""
 
     splits: list[SplitData]
+    adapter: Any  # the model adapter: its frame centres
     width: int  # frames per window
     row_base: np.ndarray  # [splits + 1]: first global row of each split
     win_base: np.ndarray  # [splits + 1]: first global window id of each split
     windows: list[tuple[np.ndarray, np.ndarray]]  # per split: (first row, end row) of its windows
+    _centres: dict[int, np.ndarray] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, splits: list[SplitData], width: int) -> Layout:
+    def of(cls, splits: list[SplitData], adapter: Any, width: int) -> Layout:
         wins = [clip_windows(s.offsets, width) for s in splits]
         rows = np.cumsum([0] + [s.acts.n_frames for s in splits])
-        return cls(splits, width, rows, np.cumsum([0] + [len(w[0]) for w in wins]), wins)
+        return cls(splits, adapter, width, rows, np.cumsum([0] + [len(w[0]) for w in wins]), wins)
+
+    def centres(self, n_frames: int) -> np.ndarray:
+        """The centre (s) of each of a clip's ``n_frames`` frames (the adapter's, kept per length)."""
+        if n_frames not in self._centres:
+            self._centres[n_frames] = np.asarray(self.adapter.frame_centres_s(n_frames), dtype=np.float64)
+        return self._centres[n_frames]
 
     def locate(self, row: int) -> tuple[int, int, int]:
         """(split, clip, frame within the clip) of a global row."""
@@ -91,14 +99,14 @@ def choose(top: tuple[np.ndarray, np.ndarray], groups: list[tuple[np.ndarray, np
     return out
 
 
-def span_for(layout: Layout, row: int, adapter: Any, *, half_s: float, grid_s: float) -> tuple[Span, float, int]:
+def span_for(layout: Layout, row: int, *, half_s: float, grid_s: float) -> tuple[Span, float, int]:
     """The excerpt around the peak at global ``row``: ``half_s`` either side of the peak's frame centre,
     rounded to ``grid_s`` so that features peaking at the same place share a file, cut to the clip.
     Also the peak's time and its position among the excerpt's frames."""
     s, c, f = layout.locate(row)
     off = layout.splits[s].offsets
     n = int(off[c + 1] - off[c])
-    centres = adapter.frame_centres_s(n)
+    centres = layout.centres(n)
     peak_s = float(centres[f])
     n_samples = int(layout.splits[s].manifest.clips[c].n_samples)
     mid = round(peak_s / grid_s) * grid_s

@@ -11,7 +11,6 @@ import numpy as np
 from audiosaebench.errors import AudioSAEBenchError
 
 
-
 class DashboardError(AudioSAEBenchError):
     """A feature list, output folder, option or explanation file the dashboards cannot use."""
 

@@ -7,8 +7,11 @@ and F1, precision and recall are read on the test split at it
 (:func:`audiosaebench.toolkit.feature_f1.feature_detection_scores`). Frame levels (phone,
 phone_class, word) score frames; clip levels (keyword, sound, source, speaker_sex) score clips, a
 clip's code being the feature's largest value on it (as coverage pools clips). A label takes part
-when it has at least ``min_frame_positives`` frames (``min_clip_positives`` clips) in both splits.
-A feature's labels are ranked by train F1 (the selection coverage makes), test F1 breaking ties.
+when it has at least ``min_frame_positives`` frames (``min_clip_positives`` clips) in both splits and
+a positive rate below 1/3 in both (coverage's rule for the concepts a feature may explain: on a
+commoner label a feature that fires everywhere already scores F1 >= 0.5, so every feature would be
+"speech" or the majority sex). A feature's labels are ranked by train F1 (the selection coverage
+makes), test F1 breaking ties.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from audiosaebench.codes import pooled_clip_codes, sparse_frame_codes
 from audiosaebench.dashboards.splits import SplitData
 from audiosaebench.frame_labels import FRAME_LEVELS, LEVELS
 from audiosaebench.toolkit.feature_f1 import feature_detection_scores
+
+MAX_POSITIVE_RATE = 1 / 3  # labels at least this common are not scored
 
 
 @dataclass
@@ -82,7 +87,8 @@ class LabelScorer:
         names, n_tr = np.unique(lab_tr[lab_tr != ""].astype(str), return_counts=True)
         te_names, n_te = np.unique(lab_te[lab_te != ""].astype(str), return_counts=True)
         te_count = dict(zip(te_names.tolist(), n_te.tolist(), strict=True))
-        keep = [str(n) for n, c in zip(names.tolist(), n_tr.tolist(), strict=True) if c >= need and te_count.get(n, 0) >= need]
+        keep = [str(n) for n, c in zip(names.tolist(), n_tr.tolist(), strict=True)
+                if need <= c < MAX_POSITIVE_RATE * len(lab_tr) and need <= te_count.get(n, 0) < MAX_POSITIVE_RATE * len(lab_te)]
         if not keep:
             return None
         vocab = np.array(keep, dtype=object)

@@ -5,6 +5,7 @@ feature page (from the values in its JSON), so one image serves every feature.""
 
 from __future__ import annotations
 
+import io
 from functools import lru_cache
 from pathlib import Path
 
@@ -62,7 +63,9 @@ def write_excerpts(out: Path, spans: list[Span], layout: Layout) -> dict[Span, t
             spec = log_mel(wave)
         name = sp.name(split.role)
         audio, png = f"audio/{name}.wav", f"spectrograms/{name}.png"
-        sf.write(out / audio, wave[sp.start_sample : sp.end_sample], SAMPLE_RATE, subtype="PCM_16", format="WAV")
+        buf = io.BytesIO()  # soundfile syncs a file it closes; the folder is synced once, when it is renamed into place
+        sf.write(buf, wave[sp.start_sample : sp.end_sample], SAMPLE_RATE, subtype="PCM_16", format="WAV")
+        (out / audio).write_bytes(buf.getvalue())
         a, b = round(sp.start_sample / HOP), max(round(sp.start_sample / HOP) + 1, round(sp.end_sample / HOP))
         _png(out / png, spec[:, a:b], float(spec.max()))
         paths[sp] = (audio, png)

@@ -15,6 +15,7 @@ import torch
 
 from audiosaebench.dashboards.topk import StreamingTopK
 
+
 def hash_keys(ids: np.ndarray, features: np.ndarray, seed: int) -> np.ndarray:
     """[len(ids), len(features)] keys in [0, 1): a fixed mix (splitmix64 rounds) of seed, id and feature."""
     with np.errstate(over="ignore"):
