@@ -222,6 +222,9 @@ def test_same_inputs_give_the_same_files(toy_dashboards, tmp_path):
     b = sorted(p.relative_to(tmp_path / "again") for p in (tmp_path / "again").rglob("*") if p.is_file())
     assert a == b
     assert all((out / p).read_bytes() == (tmp_path / "again" / p).read_bytes() for p in a)
+    # --overwrite replaces an earlier dashboards folder whole: nothing of the old one is left
+    build_dashboards(str(sae), tmp_path / "again", suite=suite, features="3,", overwrite=True, progress=False)
+    assert [p.name for p in (tmp_path / "again" / "features").iterdir()] == ["3.json"]
 
 
 def test_hostile_labels_reach_the_pages_only_as_escaped_text(toy_dashboards):
@@ -281,7 +284,7 @@ def test_pages_in_headless_chromium(served):
         drv.find_element(By.ID, "filter").send_keys(HOSTILE[:4])
         filtered = drv.find_elements(By.CSS_SELECTOR, "#features tbody tr")
         cells = [r.find_elements(By.TAG_NAME, "td")[6].text for r in filtered]
-        assert cells and all(HOSTILE in c for c in cells if "sound" in c), cells  # rendered as text
+        assert cells and any(c in (f"sound: {HOSTILE}", f"word: {HOSTILE}") for c in cells), cells  # rendered as text
         drv.get(f"{base}/feature.html#{hostile['feature_index']}")
         _wait(drv, "const i = document.querySelector('img.spectrogram'); return i && i.complete && i.naturalWidth > 0;")
         _wait(drv, "const a = document.querySelector('audio'); return a && a.readyState >= 1 && a.duration > 0;")
@@ -358,23 +361,25 @@ def test_leaderboard_links_the_entry_to_its_dashboards(toy_dashboards, tmp_path)
 # -- bad input: one line, nothing written ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("case", ["feature out of range", "feature list out of range", "out not empty", "missing hook"])
+@pytest.mark.parametrize("case", ["feature out of range", "feature list out of range", "out not empty",
+                                  "overwrite a foreign folder", "missing hook"])
 def test_bad_input_is_one_line_and_writes_nothing(case, tiny_models, toy_dir, tmp_path, capsys):
     hook = "encoder.layers.7" if case == "missing hook" else HOOK
     sae = _tiny_sae(tmp_path / "sae", tiny_models["whisper"], d_sae=64, hook=hook)
     out = tmp_path / "out"
     features = {"feature out of range": "65", "feature list out of range": "3,64"}.get(case, "all")
-    if case == "out not empty":
+    if case in ("out not empty", "overwrite a foreign folder"):
         out.mkdir()
         (out / "keep.txt").write_text("mine")
     rc = main(["dashboards", "--sae", str(sae), "--suite", "toy", "--data-dir", str(toy_dir), "--features", features,
-               "--out", str(out), "--no-progress"])
+               "--out", str(out), "--no-progress", *(["--overwrite"] if case == "overwrite a foreign folder" else [])])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and err.startswith("audiosaebench: error:"), err
     want = {"feature out of range": "the SAE has 64 features", "feature list out of range": "feature index 64 is out of range",
-            "out not empty": "not empty", "missing hook": "does not exist"}[case]
+            "out not empty": "not empty", "overwrite a foreign folder": "not a dashboards folder",
+            "missing hook": "does not exist"}[case]
     assert want in err
-    if case == "out not empty":
+    if case in ("out not empty", "overwrite a foreign folder"):
         assert [p.name for p in out.iterdir()] == ["keep.txt"]
     else:
         assert not out.exists()

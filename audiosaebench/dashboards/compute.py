@@ -80,7 +80,7 @@ def _feature_doc(job: Any, st: State, c: int, labels: list[dict[str, Any]], exam
         "feature_index": i, "sae_id": job.sae.info.id, "sae_sha256": job.sae.info.sha256,
         "density": st.stats.density(c, [s.role for s in st.layout.splits]), "max_activation": r4(st.stats.maxima[c]),
         "histogram": st.stats.histogram(c), "intervals": intervals, "top_labels": labels,
-        "explanation": explanation(labels, expl),
+        "explanation": explanation(labels, expl, bool(st.stats.maxima[c] > 0)),
         "nearest_features": [{"feature": int(f), "cosine": r4(v)} for f, v in zip(near_idx[c], near_cos[c], strict=True)],
         "neuron_alignment": {"indices": [int(x) for x in a_idx[c]], "values": [r4(x) for x in a_val[c]],
                              "l1": [r4(x) for x in a_l1[c]]},

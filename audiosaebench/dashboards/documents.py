@@ -100,11 +100,13 @@ def example_doc(layout: Layout, group: int, sp: Span, peak_s: float, peak_index:
     }
 
 
-def explanation(top_labels: list[dict[str, Any]], autointerp: dict[str, Any] | None) -> dict[str, Any]:
+def explanation(top_labels: list[dict[str, Any]], autointerp: dict[str, Any] | None, active: bool = True) -> dict[str, Any]:
     """The autointerp explanation where one is given, else the best label and its test F1."""
     if autointerp is not None and autointerp.get("text"):
         return {k: autointerp.get(k) for k in ("text", "source", "level", "labels", "train_f1", "balanced_accuracy",
                                                  "f1", "auroc")}
+    if not active:
+        return {"text": "never active on the test splits", "source": "best label"}
     if not top_labels:
         return {"text": "no label predicts this feature", "source": "best label"}
     b = top_labels[0]

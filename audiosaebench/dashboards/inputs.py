@@ -37,12 +37,17 @@ def parse_features(spec: str, d_sae: int) -> np.ndarray:
 
 
 def check_out(out: str | Path, overwrite: bool) -> Path:
-    """The output folder: absent or empty, or anything with ``overwrite`` (then replaced whole at the end)."""
+    """The output folder: absent or empty, or with ``overwrite`` an earlier dashboards folder (it holds a
+    dashboard.json; it is replaced whole at the end). Any other non-empty folder is refused, so a
+    mistyped ``--out`` cannot delete it."""
     p = Path(out)
     if p.exists() and not p.is_dir():
         raise DashboardError(f"--out {p}: exists and is not a folder")
-    if p.is_dir() and any(p.iterdir()) and not overwrite:
-        raise DashboardError(f"--out {p}: the folder is not empty (pass --overwrite to replace it)")
+    if p.is_dir() and any(p.iterdir()):
+        if not overwrite:
+            raise DashboardError(f"--out {p}: the folder is not empty (pass --overwrite to replace it)")
+        if not (p / "dashboard.json").is_file():
+            raise DashboardError(f"--out {p}: not a dashboards folder (no dashboard.json); --overwrite replaces only those")
     return p
 
 
