@@ -170,7 +170,7 @@ def test_feature_files_hold_what_scripts_read(toy_dashboards):
     assert image.imread(out / ex["spectrogram"]).shape[0] == 64
     labelled = [d for d in alive if d["top_labels"]]
     assert labelled and {"level", "label", "f1", "precision", "recall", "train_f1"} <= set(labelled[0]["top_labels"][0])
-    assert {lab["level"] for d in labelled for lab in d["top_labels"]} >= {"sound", "phone", "word"}
+    assert {lab["level"] for d in labelled for lab in d["top_labels"]} >= {"sound", "phone"}
 
 
 def test_neuronpedia_export_validates_against_the_schema(toy_dashboards):

@@ -7,11 +7,14 @@ and F1, precision and recall are read on the test split at it
 (:func:`audiosaebench.toolkit.feature_f1.feature_detection_scores`). Frame levels (phone,
 phone_class, word) score frames; clip levels (keyword, sound, source, speaker_sex) score clips, a
 clip's code being the feature's largest value on it (as coverage pools clips). A label takes part
-when it has at least ``min_frame_positives`` frames (``min_clip_positives`` clips) in both splits and
-a positive rate below 1/3 in both (coverage's rule for the concepts a feature may explain: on a
-commoner label a feature that fires everywhere already scores F1 >= 0.5, so every feature would be
-"speech" or the majority sex). A feature's labels are ranked by train F1 (the selection coverage
-makes), test F1 breaking ties.
+when it has at least ``min_frame_positives`` frames (``min_clip_positives`` clips) in both splits.
+
+A feature's labels are ranked by how far its F1 exceeds chance, the F1 of a detector that fires on
+every item (``2p / (1 + p)`` for a label on a fraction ``p`` of the items: coverage's floor), on the
+train split and on the test split, the smaller of the two: a label must hold where tau was chosen
+and on held-out clips. Ranking by F1 alone would put the commonest labels ("speech", the majority
+sex: a feature firing everywhere scores high there) and clip labels that a handful of train clips
+fit by luck first. Only labels above chance on both splits are listed.
 """
 
 from __future__ import annotations
@@ -26,8 +29,6 @@ from audiosaebench.codes import pooled_clip_codes, sparse_frame_codes
 from audiosaebench.dashboards.splits import SplitData
 from audiosaebench.frame_labels import FRAME_LEVELS, LEVELS
 from audiosaebench.toolkit.feature_f1 import feature_detection_scores
-
-MAX_POSITIVE_RATE = 1 / 3  # labels at least this common are not scored
 
 
 @dataclass
@@ -87,8 +88,7 @@ class LabelScorer:
         names, n_tr = np.unique(lab_tr[lab_tr != ""].astype(str), return_counts=True)
         te_names, n_te = np.unique(lab_te[lab_te != ""].astype(str), return_counts=True)
         te_count = dict(zip(te_names.tolist(), n_te.tolist(), strict=True))
-        keep = [str(n) for n, c in zip(names.tolist(), n_tr.tolist(), strict=True)
-                if need <= c < MAX_POSITIVE_RATE * len(lab_tr) and need <= te_count.get(n, 0) < MAX_POSITIVE_RATE * len(lab_te)]
+        keep = [str(n) for n, c in zip(names.tolist(), n_tr.tolist(), strict=True) if c >= need and te_count.get(n, 0) >= need]
         if not keep:
             return None
         vocab = np.array(keep, dtype=object)
@@ -100,24 +100,35 @@ class LabelScorer:
         for it in self.levels:
             s = feature_detection_scores(it.z_train[:, cols], it.y_train, it.z_test[:, cols], it.y_test)
             pos = it.y_test.sum(0)
+            shape = s["f1"].shape
             rows.append(np.stack([s["train_f1"], s["f1"], s["precision"], s["recall"], s["threshold"],
-                                  np.broadcast_to(pos[:, None], s["f1"].shape)], -1))
+                                  np.broadcast_to(pos[:, None], shape), np.broadcast_to(_chance(it.y_train)[:, None], shape),
+                                  np.broadcast_to(_chance(it.y_test)[:, None], shape)], -1))
             names += [(it.level, name) for name in it.names]
         width = len(range(*cols.indices(len(self.features))))
         if not rows:
             return [[] for _ in range(width)]
-        table = np.concatenate(rows)  # [labels, features, 6]
+        table = np.concatenate(rows)  # [labels, features, 8]
         return [_best(table[:, j], names, n) for j in range(width)]
 
 
+def _chance(y: np.ndarray) -> np.ndarray:
+    """Per label column: the F1 of predicting every item positive, 2p / (1 + p)."""
+    p = y.mean(0) if len(y) else np.zeros(y.shape[1])
+    return 2 * p / (1 + p)
+
+
 def _best(t: np.ndarray, names: list[tuple[str, str]], n: int) -> list[dict[str, Any]]:
-    order = np.lexsort((-t[:, 1], -t[:, 0]))  # train F1, then test F1, descending; stable on ties
+    """The ``n`` labels whose F1 exceeds chance most on both splits (the smaller margin), test F1 breaking ties."""
+    margin = np.minimum(t[:, 0] - t[:, 6], t[:, 1] - t[:, 7])
+    order = np.lexsort((-t[:, 1], -margin))  # stable on ties: level order, then label order
     out = []
     for i in order[:n]:
-        if t[i, 0] <= 0 and t[i, 1] <= 0:
+        if margin[i] <= 0:
             break
         level, label = names[i]
         out.append({"level": level, "label": label, "train_f1": round(float(t[i, 0]), 4), "f1": round(float(t[i, 1]), 4),
                     "precision": round(float(t[i, 2]), 4), "recall": round(float(t[i, 3]), 4),
-                    "threshold": round(float(t[i, 4]), 5), "test_positives": int(t[i, 5])})
+                    "chance_f1": round(float(t[i, 7]), 4), "threshold": round(float(t[i, 4]), 5),
+                    "test_positives": int(t[i, 5])})
     return out
