@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from audiosaebench import __version__
+from audiosaebench.dashboards.cli import add_parser as add_dashboards
 from audiosaebench.errors import AudioSAEBenchError
 
 log = logging.getLogger("audiosaebench")
@@ -351,6 +352,8 @@ def _add_leaderboard(sub: Any) -> None:
     lbb = lbsub.add_parser("build", help="write the static site (index.html + data.json)")
     lbb.add_argument("--submissions", default="submissions")
     lbb.add_argument("--out", default="leaderboard")
+    lbb.add_argument("--dashboards", action="append", default=[],
+                     help="a folder `audiosaebench dashboards` wrote: its entry links to it (repeatable)")
     lbb.set_defaults(func=cmd_leaderboard_build)
     lbe = lbsub.add_parser("export", help="the table for papers")
     lbe.add_argument("--format", choices=("md", "csv", "latex", "bibtex"), required=True)
@@ -362,7 +365,7 @@ def _add_leaderboard(sub: Any) -> None:
 
 
 COMMANDS = (_add_evaluate, _add_tasks, _add_convert, _add_data, _add_baselines, _add_train_reference, _add_submission,
-            _add_leaderboard)
+            _add_leaderboard, add_dashboards)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -427,7 +430,10 @@ def cmd_leaderboard_build(args: argparse.Namespace) -> int:
     for s in subs:
         for w in s.warnings:
             log.warning("%s", w)
-    page = build_site(build_table(subs), args.out)
+    from audiosaebench.dashboards.links import dashboard_links
+
+    links = dashboard_links(args.dashboards, args.out) if args.dashboards else None
+    page = build_site(build_table(subs), args.out, dashboards=links)
     print(f"wrote {page} ({len(subs)} entries)")
     return 0
 

@@ -1,7 +1,8 @@
 """Performance benchmark: the harness against its physical limit, on the mini suite.
 
-    python bench/run.py [--parts extract,decoder,tail,warm,tasks,floor,limits,memory,models,scale] [--out bench/results.json]
-                        [--saes A,B] [--dtype float32|bfloat16] [--scale-limit 8]
+    python bench/run.py [--parts extract,decoder,tail,warm,tasks,floor,limits,memory,models,scale,dashboards]
+                        [--out bench/results.json] [--saes A,B] [--dtype float32|bfloat16] [--scale-limit 8]
+                        [--dashboard-sae SAE]
 
 Prints a readable table and writes a JSON report (with the machine it ran on). Parts:
 
@@ -38,7 +39,11 @@ Prints a readable table and writes a JSON report (with the machine it ran on). P
 * scale:   the second-SAE ratio and peak memory on random-init models of the same sizes (whisper-base / -small with as many
            decoder layers as encoder layers and tiny.en's tokenizer, hubert-base), two random TopK
            SAEs at the middle layer, `--scale-limit` clips per split: a second SAE's
-           `fidelity,phoneme_probing` cold vs warm, and peak RSS at 1x, 2x and 4x the clips.
+           `fidelity,phoneme_probing` cold vs warm, and peak RSS at 1x, 2x and 4x the clips;
+* dashboards: `audiosaebench dashboards --features all` of ``--dashboard-sae`` (default: a random TopK
+           SAE of the reference shape, d_sae 1536, k 32) on the mini suite with a warm activation store
+           (the splits it reads extracted first), its wall time and peak RSS in a child process, against
+           the raw encoder forward of the same clips (batches of 8).
 
 Before the first part and after the last, a speed check times the raw Whisper tiny.en encoder on
 8 silent 30 s windows (best of 3): on a shared machine, whose speed drifts by tens of percent
@@ -604,6 +609,54 @@ def bench_memory(report: dict, src_home: Path) -> None:
     report["memory"] = rows
 
 
+def _raw_forward_s(ad, manifests: list, dev: str, bs: int = 8) -> float:
+    """Seconds of the raw encoder forward of every clip of ``manifests`` (batches of ``bs``)."""
+    import torch
+
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for man in manifests:
+            waves = [man.load(c) for c in man.clips]
+            for i in range(0, len(waves), bs):
+                ad.base_model.encoder(ad.prepare(waves[i : i + bs]).inputs["input_features"].to(dev))
+    _sync(dev)
+    return time.perf_counter() - t0
+
+
+def bench_dashboards(report: dict, src_home: Path, sae: str | None) -> None:
+    """Dashboards of every feature with a warm store, in a child process (wall, peak RSS), against the raw
+    encoder forward of the clips it reads, in a private home."""
+    import torch
+
+    from audiosaebench.activations.extract import get_activations
+    from audiosaebench.data.suites import load_suite
+    from audiosaebench.models.loading import load_adapter
+
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    work = Path(tempfile.mkdtemp(prefix="bench-dash-"))
+    try:
+        with in_private_home(src_home) as home:
+            folder = Path(sae) if sae else _write_random(work / "sae", 1536, 0)
+            ad, suite = load_adapter(MODEL, device=dev), load_suite("mini")
+            roles = [r for r in ("speech_test", "nonspeech_test", "commands_test", "speech_train", "nonspeech_train",
+                                 "commands_train") if r in suite.splits]
+            for role in roles:  # the warm store
+                get_activations(ad, [HOOK], suite.split(role), progress=False)
+            raw_test = _raw_forward_s(ad, [suite.split(r) for r in roles[:3]], dev)
+            raw_all = raw_test + _raw_forward_s(ad, [suite.split(r) for r in roles[3:]], dev)
+            env = {**os.environ, "AUDIOSAEBENCH_HOME": str(home)}
+            wall, peak = _cli_peak(["dashboards", "--sae", str(folder), "--features", "all", "--out", str(work / "out"),
+                                    "--device", dev, "--no-progress"], env)
+            files = [p for p in (work / "out").rglob("*") if p.is_file()]
+            report["dashboards"] = {
+                "sae": str(sae) if sae else "random TopK d_sae 1536 k 32 seed 0", "features": 1536, "device": dev,
+                "wall_s": wall, "peak_rss_mb": peak, "files": len(files), "mb_written": sum(p.stat().st_size for p in files) / 1e6,
+                "raw_forward_test_s": raw_test, "raw_forward_all_s": raw_all,
+                "clips_test": sum(len(suite.split(r)) for r in roles[:3]), "clips_all": sum(len(suite.split(r)) for r in roles)}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def bench_models(report: dict, src_home: Path) -> None:
     """Randomly initialised larger configs (timing does not depend on the weights): the raw encoder
     forward of 8 windows, and the harness's extraction at the last layer against the raw forward on
@@ -841,6 +894,12 @@ def table(report: dict) -> str:
     for r in report.get("memory", []):
         lines += [f"memory   {r['run']:10s} d_sae {r['d_sae']:6d}, {r['clips_per_split']:3d} clips/split: "
                   f"peak RSS {r['peak_rss_mb']:.0f} MB, {r['wall_s']:.0f} s"]
+    if "dashboards" in report:
+        d = report["dashboards"]
+        lines += [f"dashboards {d['features']} features of {d['sae']} ({d['device']}), warm store: {d['wall_s']:.1f} s, "
+                  f"peak RSS {d['peak_rss_mb']:.0f} MB, {d['files']} files ({d['mb_written']:.0f} MB); raw encoder forward "
+                  f"of the same clips: {d['raw_forward_test_s']:.1f} s for the {d['clips_test']} test clips, "
+                  f"{d['raw_forward_all_s']:.1f} s for all {d['clips_all']} (with the train splits the labels are scored on)"]
     for r in report.get("models", []):
         lines += [f"models   {r['model']:32s} {r['device']}: {r['forward_s']:.2f} s for {r['batch_audio_s']} s of audio "
                   f"({r['realtime_factor']:.0f}x real time); {r['clips']} mini clips: raw {r['raw_clips_forward_s']:.1f} s, "
@@ -850,13 +909,14 @@ def table(report: dict) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--parts", default="extract,decoder,tail,warm,tasks,floor,limits,memory,models,scale")
+    p.add_argument("--parts", default="extract,decoder,tail,warm,tasks,floor,limits,memory,models,scale,dashboards")
     p.add_argument("--out", default="bench/results.json")
     p.add_argument("--saes", help="two comma-separated SAE folders on encoder.layers.2 of whisper-tiny.en for the warm, "
                                   "tasks, floor and limits parts (default: two random TopK SAEs)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                    help="model forward dtype of the warm, tasks, floor, limits and scale parts")
     p.add_argument("--scale-limit", type=int, default=8, help="clips per split in the scale part (its memory runs: 1x, 2x, 4x)")
+    p.add_argument("--dashboard-sae", help="the SAE folder of the dashboards part (default: a random TopK SAE, d_sae 1536)")
     p.add_argument("--count-flops", help=argparse.SUPPRESS)  # the floor part's child process: an SAE folder
     p.add_argument("--partner", help=argparse.SUPPRESS)
     p.add_argument("--count-run", help=argparse.SUPPRESS)  # the limits part's child process: an SAE folder
@@ -869,7 +929,8 @@ def main() -> int:
         print(json.dumps(count_run_flops(args.count_run, args.tasks, args.partner, args.dtype)))
         return 0
     parts = set(args.parts.split(","))
-    unknown = parts - {"extract", "decoder", "tail", "warm", "tasks", "floor", "limits", "memory", "models", "scale"}
+    unknown = parts - {"extract", "decoder", "tail", "warm", "tasks", "floor", "limits", "memory", "models", "scale",
+                       "dashboards"}
     if unknown:
         p.error(f"unknown parts: {', '.join(sorted(unknown))}")
     saes = args.saes.split(",") if args.saes else None
@@ -913,6 +974,9 @@ def main() -> int:
         save()
     if "scale" in parts:
         bench_scale(report, src, args.scale_limit, args.dtype, save)
+        save()
+    if "dashboards" in parts:
+        bench_dashboards(report, src, args.dashboard_sae)
         save()
     report["speed_check"]["end_s"] = speed_check()
     save()

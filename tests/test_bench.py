@@ -54,6 +54,9 @@ def test_table_shows_every_part():
         "scale": [{"model": "whisper-small", "hook": "encoder.layers.6", "d_sae": 3072, "clips_per_split": 8,
                    "first_sae_cold_s": 300.0, "second_sae_warm_s": 40.0, "second_sae_cold_s": 280.0, "ratio": 7.0,
                    "memory": [{"clips_per_split": c, "peak_rss_mb": 2000.0 + c, "wall_s": 60.0} for c in (8, 16, 32)]}],
+        "dashboards": {"sae": "ref", "features": 1536, "device": "cpu", "wall_s": 63.0, "peak_rss_mb": 990.0, "files": 7464,
+                       "mb_written": 240.0, "raw_forward_test_s": 40.0, "raw_forward_all_s": 130.0, "clips_test": 118,
+                       "clips_all": 400},
         "memory": [{"run": "clips 1x", "d_sae": 4096, "clips_per_split": 12, "peak_rss_mb": 900.0, "wall_s": 50.0}],
         "models": [{"model": "whisper-base (6 layers, 512)", "device": "cpu", "batch_audio_s": 240, "forward_s": 3.0,
                     "realtime_factor": 80.0, "clips": 8, "raw_clips_forward_s": 3.2, "harness_extract_s": 3.1,
@@ -70,7 +73,9 @@ def test_table_shows_every_part():
                    "ratio at most 7.6x (15.0x if imports were free; target >= 10x)",
                    "first SAE cold 185.0 s (imports 5.0 + arithmetic 180.0", "second SAE warm 38.0 s (imports 5.0",
                    "whisper-small encoder.layers.6, d_sae 3072, 8 clips/split: second SAE cold 280.0 s, warm 40.0 s (ratio 7.0x",
-                   "(splice off): 8 2008 MB, 16 2016 MB, 32 2032 MB"):
+                   "(splice off): 8 2008 MB, 16 2016 MB, 32 2032 MB",
+                   "dashboards 1536 features of ref (cpu), warm store: 63.0 s, peak RSS 990 MB",
+                   "raw encoder forward of the same clips: 40.0 s for the 118 test clips"):
         assert needle in text, (needle, text)
 
 

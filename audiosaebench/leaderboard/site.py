@@ -68,11 +68,12 @@ def plots_html(table: dict[str, Any]) -> str:
     return "\n".join(figs) or "<p>No (model, hook) has two entries with fidelity results yet.</p>"
 
 
-def build_site(table: dict[str, Any], out: str | Path) -> Path:
+def build_site(table: dict[str, Any], out: str | Path, dashboards: dict[str, str] | None = None) -> Path:
+    """``dashboards``: {SAE sha256: link to its feature dashboards} (audiosaebench.dashboards.links), shown on the page only."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     template = resources.files("audiosaebench.leaderboard").joinpath("site/index.html").read_text(encoding="utf-8")
-    parts = {"PLOTS": plots_html(table), "DATA": _json_for_script(table)}
+    parts = {"PLOTS": plots_html(table), "DATA": _json_for_script({**table, "dashboards": dashboards or {}})}
     page = re.sub(r"__(PLOTS|DATA)__", lambda m: parts[m.group(1)], template)  # one pass: inserted text is never rescanned
     (out / "index.html").write_text(page, encoding="utf-8")
     (out / "data.json").write_text(json.dumps(table, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -92,10 +92,11 @@ def _blocks(indptrs, n_cols: int):
         lo = hi
 
 
-def _f1_grid(z, taus: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """[features, thresholds, concepts]: F1 of ``z[:, f] > taus[f, t]`` against each concept ``y[:, c]``,
-    with ``taus`` ascending along t. Each stored value's rank (how many of its feature's thresholds it
-    exceeds) bins the positives, so one sparse product counts every threshold; exact integer counts."""
+def _count_grid(z, taus: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For ``z[:, f] > taus[f, t]`` against each concept ``y[:, c]`` (``taus`` ascending along t): the
+    true positives [features, thresholds, concepts] and the predicted positives [features, thresholds, 1].
+    Each stored value's rank (how many of its feature's thresholds it exceeds) bins the positives, so
+    one sparse product counts every threshold; exact integer counts."""
     from scipy import sparse
 
     f, t = taus.shape
@@ -109,7 +110,13 @@ def _f1_grid(z, taus: np.ndarray, y: np.ndarray) -> np.ndarray:
     above = np.cumsum(hits[:, ::-1], axis=1)[:, ::-1]  # positives with rank >= r
     counts = np.bincount(col * (t + 1) + rank, minlength=f * (t + 1)).reshape(f, t + 1)
     n_pred = np.cumsum(counts[:, ::-1], axis=1)[:, ::-1]
-    tp, n_pred = above[:, 1:], n_pred[:, 1:, None]  # rank >= t + 1 means score > taus[t]
+    return above[:, 1:], n_pred[:, 1:, None]  # rank >= t + 1 means score > taus[t]
+
+
+def _f1_grid(z, taus: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """[features, thresholds, concepts]: F1 of ``z[:, f] > taus[f, t]`` against each concept ``y[:, c]``,
+    with ``taus`` ascending along t (counts: :func:`_count_grid`)."""
+    tp, n_pred = _count_grid(z, taus, y)
     denom = n_pred + y.sum(0)[None, None, :]
     return np.where(denom > 0, 2.0 * tp / np.maximum(denom, 1), 0.0)
 
@@ -136,3 +143,31 @@ def feature_f1_scores(z_train, y_train: np.ndarray, z_test, y_test: np.ndarray) 
         tr_f1[:, cols] = f_tr[pick].T
         te_f1[:, cols] = _f1_grid(bte, taus, yte)[pick].T
     return tr_f1, te_f1
+
+
+def feature_detection_scores(z_train, y_train: np.ndarray, z_test, y_test: np.ndarray) -> dict[str, np.ndarray]:
+    """The detectors of :func:`feature_f1_scores` (threshold chosen on train, read on test), with the
+    test precision and recall beside the F1: ``train_f1``, ``f1``, ``precision`` (TP / predicted, 0
+    when nothing is predicted), ``recall`` (TP / positives, 0 without positives) and ``threshold``,
+    each [C, d_sae]. ``train_f1`` and ``f1`` are those of :func:`feature_f1_scores`, bit for bit."""
+    ztr, zte = z_train.tocsc(), z_test.tocsc()
+    ytr, yte = y_train.astype(np.float64), y_test.astype(np.float64)
+    d_sae, c = ztr.shape[1], ytr.shape[1]
+    out = {k: np.zeros((c, d_sae), np.float32) for k in ("train_f1", "f1", "precision", "recall")}
+    out["threshold"] = np.zeros((c, d_sae))
+    pos = yte.sum(0)
+    for cols in _blocks((ztr.indptr, zte.indptr), d_sae):
+        btr, bte = ztr[:, cols], zte[:, cols]
+        taus = np.sort(np.c_[np.zeros(btr.shape[1]), column_quantiles(btr)], axis=1)
+        f_tr = _f1_grid(btr, taus, ytr)
+        best = f_tr.argmax(1)  # [features, concepts]; ties: the lowest threshold
+        pick = (np.arange(btr.shape[1])[:, None], best, np.arange(c)[None, :])
+        tp, n_pred = _count_grid(bte, taus, yte)
+        tp, n_pred = tp[pick], np.broadcast_to(n_pred, tp.shape)[pick]  # [features, concepts]
+        denom = n_pred + pos[None, :]
+        out["train_f1"][:, cols] = f_tr[pick].T
+        out["f1"][:, cols] = np.where(denom > 0, 2.0 * tp / np.maximum(denom, 1), 0.0).T
+        out["precision"][:, cols] = np.where(n_pred > 0, tp / np.maximum(n_pred, 1), 0.0).T
+        out["recall"][:, cols] = np.where(pos[None, :] > 0, tp / np.maximum(pos[None, :], 1), 0.0).T
+        out["threshold"][:, cols] = taus[np.arange(btr.shape[1])[:, None], best].T
+    return out
