@@ -187,8 +187,9 @@ def test_a_loop_of_forwards_reuses_freed_blocks_without_faulting_their_pages_aga
 
     mapped, reused = last_step_faults("0"), last_step_faults("1")
     # glibc's default maps each of a step's 9 tensors afresh (9 x 8,192 pages; 73,737 measured);
-    # kept in the heap, their pages stay (0 measured)
-    assert mapped > 30000 and reused < mapped / 10, (mapped, reused)
+    # kept in the heap, their pages stay: 0 on one machine, one tensor's 8,192 on another whose heap
+    # grew once more; three or more tensors' worth would mean the reuse is not happening
+    assert mapped > 30000 and reused < mapped / 4, (mapped, reused)
 
 
 def test_checkpoints_trim_only_inside_a_reusing_block_and_past_the_guards_slack(fake_glibc, monkeypatch):
