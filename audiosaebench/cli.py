@@ -15,6 +15,7 @@ from typing import Any
 
 from audiosaebench import __version__
 from audiosaebench.errors import AudioSAEBenchError
+from audiosaebench.grid.cli import add_parser as _add_grid
 
 log = logging.getLogger("audiosaebench")
 
@@ -352,7 +353,7 @@ def _add_leaderboard(sub: Any) -> None:
 
 
 COMMANDS = (_add_evaluate, _add_tasks, _add_convert, _add_data, _add_baselines, _add_train_reference, _add_submission,
-            _add_leaderboard)
+            _add_leaderboard, _add_grid)
 
 
 def build_parser() -> argparse.ArgumentParser:
