@@ -28,7 +28,9 @@ KINDS = ("extract", "train", "evaluate")
 STAGES = (*KINDS, "submit")
 OVERWRITE = ("never", "failed", "always")
 TRAINING_VERSION = 1
-UNHASHED_ARGS = ("resume",)
+# where a unit reads and writes is not what it computes: a grid moved to another home or output folder
+# (--out) finds its units done (a checkpoint's training.json hash names what was trained, not where)
+UNHASHED_ARGS = ("resume", "home", "checkpoint")
 
 
 @dataclass

@@ -49,7 +49,8 @@ def _params(group: list[dict[str, Any]], opts: EngineOptions, after: str | None,
     return p
 
 
-def _collect(sjobs: list[Any], chunks: list[list[dict[str, Any]]], opts: EngineOptions) -> list[dict[str, Any]]:
+def _collect(sjobs: list[Any], chunks: list[list[dict[str, Any]]], opts: EngineOptions, done: int,
+             total: int) -> list[dict[str, Any]]:
     """Wait for an array: its units' records (a job that died: a failed record for each of its units)."""
     from submitit.core.utils import UncompletedJobError
 
@@ -65,7 +66,7 @@ def _collect(sjobs: list[Any], chunks: list[list[dict[str, Any]]], opts: EngineO
                                  error=f"SLURM job {sj.job_id}: {first}"[:500]) for j in chunk]
         for rec in recs:
             out.append(rec)
-            opts.echo(f"[{len(out)}] {rec['unit']}: {describe(rec)}")
+            opts.echo(f"[{done + len(out)}/{total}] {rec['unit']}: {describe(rec)}")
     return out
 
 
@@ -92,10 +93,10 @@ def run_slurm(jobs: Sequence[dict[str, Any]], opts: EngineOptions) -> list[dict[
         if ex.cluster == "slurm":
             pending.append((sjobs, chunks))
         else:  # no dependencies outside SLURM: the next array waits for this one here
-            records += _collect(sjobs, chunks, opts)
+            records += _collect(sjobs, chunks, opts, len(records), len(jobs))
     if opts.detach:
         opts.echo("detached: follow with `audiosaebench grid status GRID.yaml`")
         return records
     for sjobs, chunks in pending:
-        records += _collect(sjobs, chunks, opts)
+        records += _collect(sjobs, chunks, opts, len(records), len(jobs))
     return records
