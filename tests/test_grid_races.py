@@ -58,3 +58,25 @@ def test_four_processes_extracting_one_entry_leave_one_valid_entry(tmp_path, tin
     # the lock backstop: one process extracted, the others waited and then read its entries
     extracted = sum(e.count("extracting encoder.layers.1, encoder.layers.2") for _, e in outs)
     assert extracted == 1, [e[-800:] for _, e in outs]
+
+
+def _strip(doc):
+    return {k: v for k, v in doc.items() if k != "run"}
+
+
+def test_two_evaluate_processes_on_one_cache_finish_with_identical_results(tmp_path, tiny_models, toy_dir):
+    from audiosaebench.data.toy import build_toy
+
+    build_toy(toy_dir)
+    sae = fx.write_saelens_v6(tmp_path / "sae", "topk", fx.random_params("topk", 16, 64), k=8,
+                              model=str(tiny_models["whisper"]), hook="encoder.layers.1")
+    home = tmp_path / "home"
+    cmd = [sys.executable, "-m", "audiosaebench.cli", "evaluate", "--sae", str(sae), "--suite", "toy", "--data-dir",
+           str(toy_dir), "--tasks", "fidelity,phoneme_probing", "--no-progress"]
+    procs = [subprocess.Popen([*cmd, "--out", str(tmp_path / f"out{i}")], env=_env(home), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [e[-2000:] for _, e in outs]
+    docs = [{f.name: _strip(json.loads(f.read_text())) for f in (tmp_path / f"out{i}").rglob("*.json")} for i in range(2)]
+    assert sorted(docs[0]) == ["fidelity.json", "phoneme_probing.json"]
+    assert docs[0] == docs[1]

@@ -243,7 +243,7 @@ def make_plan(spec: GridSpec, *, overwrite: str = "never", stages: tuple[str, ..
             u.args["resume"] = overwrite != "always"
         u.run = u.kind in stages and (u.state == "todo" or (u.state == "failed" and overwrite != "never")
                                       or overwrite == "always")
-    units = plan_units.extraction_units(spec, inp, entries, units, "extract" in stages) + units
+    units = plan_units.extraction_units(spec, inp, entries, units, "extract" in stages, overwrite) + units
     plan_units.order_evaluation(units)
     plan_units.block(units)
     subs = []

@@ -141,7 +141,8 @@ def _extraction_args(spec: GridSpec, inp: Inputs, role: str, hooks: list[str], k
             "keys": [store_key(spec, inp, h, role) for h in hooks]}
 
 
-def extraction_units(spec: GridSpec, inp: Inputs, entries: list[Entry], units: list[Unit], enabled: bool) -> list[Unit]:
+def extraction_units(spec: GridSpec, inp: Inputs, entries: list[Entry], units: list[Unit], enabled: bool,
+                     overwrite: str) -> list[Unit]:
     """One unit per split that some unit to run reads, holding the hooks the store lacks there."""
     need, keep, readers = _needed(spec, inp, entries, units)
     out = []
@@ -156,7 +157,7 @@ def extraction_units(spec: GridSpec, inp: Inputs, entries: list[Entry], units: l
         u = Unit(id=uid, kind="extract", args=_extraction_args(spec, inp, role, missing, sorted(keep.get(role, ()))),
                  wants_gpu=spec.device != "cpu", note=f"{', '.join(missing)}")
         mark_failed(spec, u)
-        u.run = enabled and (u.state == "todo" or u.state == "failed")
+        u.run = enabled and (u.state == "todo" or (u.state == "failed" and overwrite != "never"))
         out.append(u)
         for h in missing:
             for reader in readers[(role, h)]:
