@@ -91,7 +91,9 @@ class Plan:
     overwrite: str = "never"
 
     def to_run(self) -> list[Unit]:
-        return [u for u in self.units if u.run]
+        """The units a run starts, in an order every engine can follow: extraction, training, then the
+        evaluation waves (a unit's needs and leads always come before it)."""
+        return sorted((u for u in self.units if u.run), key=lambda u: (KINDS.index(u.kind), u.wave))
 
     def by_id(self) -> dict[str, Unit]:
         return {u.id: u for u in self.units}
