@@ -234,3 +234,23 @@ def test_training_units_train_the_same_weights_on_every_engine(tmp_path, world, 
     (tmp_path / "local").rename(tmp_path / "moved")
     assert main(["grid", "plan", str(grid), "--out", str(tmp_path / "moved")]) == 0
     assert "train: 3 done; 0 to run" in capsys.readouterr().out
+
+
+def test_evaluation_runs_in_waves_one_writer_per_cache(tmp_path, world, monkeypatch):
+    from audiosaebench.grid.engines.slurm import steps
+    from audiosaebench.grid.plan import make_plan
+    from audiosaebench.grid.spec import load_spec
+
+    monkeypatch.setenv("AUDIOSAEBENCH_HOME", str(tmp_path / "home"))
+    other = fx.write_saelens_v6(tmp_path / "z-on-L2", "topk", fx.random_params("topk", 16, 64, seed=9), k=8,
+                                model=world["model"], hook="encoder.layers.2")
+    grid = grid_file(tmp_path, world, hooks=["encoder.layers.1", "encoder.layers.2"],
+                     saes=[str(world["saes"] / "*"), str(other)])
+    plan = make_plan(load_spec(grid))
+    ev = [u for u in plan.to_run() if u.kind == "evaluate"]
+    assert [(u.id.split("-")[1], u.wave) for u in ev] == [("a", 0), ("z", 1), ("b", 2), ("c", 2)]
+    lead = ev[0].id
+    assert all(u.order == [lead] for u in ev[1:])  # b and c wait for a (their hook's lead), z for the first SAE
+    jobs = [u.job(plan.spec.state_dir, {u.id for u in plan.to_run()}) for u in plan.to_run()]
+    assert [(g[0]["kind"], len(g)) for g in steps(jobs)] == [("extract", 3), ("evaluate", 1), ("evaluate", 1),
+                                                               ("evaluate", 2)]
