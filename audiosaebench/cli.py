@@ -16,6 +16,7 @@ from typing import Any
 from audiosaebench import __version__
 from audiosaebench.dashboards.cli import add_parser as add_dashboards
 from audiosaebench.errors import AudioSAEBenchError
+from audiosaebench.grid.cli import add_parser as _add_grid
 
 log = logging.getLogger("audiosaebench")
 
@@ -365,7 +366,7 @@ def _add_leaderboard(sub: Any) -> None:
 
 
 COMMANDS = (_add_evaluate, _add_tasks, _add_convert, _add_data, _add_baselines, _add_train_reference, _add_submission,
-            _add_leaderboard, add_dashboards)
+            _add_leaderboard, add_dashboards, _add_grid)
 
 
 def build_parser() -> argparse.ArgumentParser:

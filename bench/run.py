@@ -1,8 +1,8 @@
 """Performance benchmark: the harness against its physical limit, on the mini suite.
 
-    python bench/run.py [--parts extract,decoder,tail,warm,tasks,floor,limits,memory,models,scale,dashboards]
+    python bench/run.py [--parts extract,decoder,tail,warm,tasks,floor,limits,memory,models,scale,dashboards,grid]
                         [--out bench/results.json] [--saes A,B] [--dtype float32|bfloat16] [--scale-limit 8]
-                        [--dashboard-sae SAE]
+                        [--dashboard-sae SAE] [--grid-saes 8] [--grid-tasks T]
 
 Prints a readable table and writes a JSON report (with the machine it ran on). Parts:
 
@@ -44,6 +44,12 @@ Prints a readable table and writes a JSON report (with the machine it ran on). P
            SAE of the reference shape, d_sae 1536, k 32) on the mini suite with a warm activation store
            (the splits it reads extracted first), its wall time and peak RSS in a child process, against
            the raw encoder forward of the same clips (batches of 8).
+* grid:    `--grid-saes` (8) random TopK SAEs on encoder.layers.2, `--grid-tasks` (fidelity,phoneme_probing),
+           each from a fresh home: `audiosaebench grid run` (local engine: one process, extraction
+           units then one evaluation unit per SAE) against as many separate `evaluate` processes one
+           after another (alternately, `--grid-repeats` rounds, the best of each), and against the grid's matrix-product floor (the whole run's matrix products
+           and attention, counted under torch's FlopCounterMode in a child process, over the
+           machine's rates measured around it).
 
 Before the first part and after the last, a speed check times the raw Whisper tiny.en encoder on
 8 silent 30 s windows (best of 3): on a shared machine, whose speed drifts by tens of percent
@@ -815,6 +821,92 @@ def bench_scale(report: dict, src_home: Path, limit: int, dtype: str, save: Call
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _grid_file(work: Path, saes: list[Path], tasks: str) -> Path:
+    """A GRID.yaml evaluating ``saes`` on ``tasks`` (no partners: as separate ``evaluate`` processes see them)."""
+    import yaml
+
+    path = work / "GRID.yaml"
+    path.write_text(yaml.safe_dump({"model": MODEL, "hooks": [HOOK], "suite": "mini", "tasks": tasks.split(","),
+                                    "saes": [str(p) for p in saes], "partners": "none", "out": str(work / "grid")}))
+    return path
+
+
+def count_grid_flops(grid: str, dtype: str) -> dict:
+    """In this process (a child of the bench, in a fresh home): ``grid run`` under one FlopCounterMode, and the
+    machine's rates before and after it."""
+    from audiosaebench.cli import main as cli
+
+    new_counter, split = _flop_counter()
+    before = machine_rates(dtype)
+    counter = new_counter()
+    t0 = time.perf_counter()
+    with counter:
+        rc = cli(["grid", "run", grid])
+    wall = time.perf_counter() - t0
+    after = machine_rates(dtype)
+    if rc != 0:
+        raise RuntimeError(f"grid run exited {rc}")
+    return {**split(counter), **_rates(before, after), "counted_wall_s": wall}
+
+
+def _unit_seconds(state_dir: Path) -> dict[str, float]:
+    return {p.stem: json.loads(p.read_text())["seconds"] for p in sorted((state_dir / "units").glob("*.json"))}
+
+
+def _grid_once(work: Path, src_home: Path, saes: list[Path], grid: Path, tasks: str) -> tuple[float, dict, list[float]]:
+    """One grid run and one round of separate processes, each from a fresh home."""
+    homes = [private_home(src_home), private_home(src_home)]
+    try:
+        grid_s = _cli(["grid", "run", str(grid)], {**os.environ, "AUDIOSAEBENCH_HOME": str(homes[0])})
+        units = _unit_seconds(work / "grid" / "grid")
+        env = {**os.environ, "AUDIOSAEBENCH_HOME": str(homes[1])}
+        each = [_cli(["evaluate", "--sae", str(p), "--tasks", tasks, "--out", str(work / "separate"), "--no-progress"], env)
+                for p in saes]
+    finally:
+        for h in homes:
+            shutil.rmtree(h, ignore_errors=True)
+        shutil.rmtree(work / "grid", ignore_errors=True)
+        shutil.rmtree(work / "separate", ignore_errors=True)
+    return grid_s, units, each
+
+
+def bench_grid(report: dict, src_home: Path, n_saes: int, tasks: str, repeats: int = 2) -> None:
+    """The grid part: an n-SAE grid (local engine) against n separate ``evaluate`` processes (alternately,
+    ``repeats`` times: the machine's speed drifts; the best of each counts), and against its floor."""
+    work = Path(tempfile.mkdtemp(prefix="bench-grid-"))
+    home = private_home(src_home)
+    try:
+        saes = [_write_random(work / f"sae{i}", 1536, i) for i in range(n_saes)]
+        grid = _grid_file(work, saes, tasks)
+        rounds = [_grid_once(work, src_home, saes, grid, tasks) for _ in range(repeats)]
+        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--count-grid", str(grid)],
+                              env={**os.environ, "AUDIOSAEBENCH_HOME": str(home)}, check=True, capture_output=True,
+                              text=True)
+        counted = json.loads(proc.stdout.strip().splitlines()[-1])
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+    floor = _floor_s(counted, counted["rates_gflops"])
+    grid_s, separate_s = min(r[0] for r in rounds), min(sum(r[2]) for r in rounds)
+    report["grid"] = {"saes": n_saes, "tasks": tasks, "hook": HOOK, "grid_s": grid_s, "separate_s": separate_s,
+                      "rounds": [{"grid_s": g, "units_s": u, "separate_each_s": e} for g, u, e in rounds],
+                      "floor_s": floor, "counted": counted, "ratio_separate_over_grid": separate_s / grid_s,
+                      "ratio_grid_over_floor": grid_s / floor, "ratio_separate_over_floor": separate_s / floor}
+
+
+def grid_lines(report: dict) -> list[str]:
+    if "grid" not in report:
+        return []
+    g = report["grid"]
+    c = g["counted"]
+    return [f"grid     {g['saes']} SAEs on {g['hook']} [{g['tasks']}], each from a fresh home: `grid run` (local engine) "
+            f"{g['grid_s']:.0f} s; {g['saes']} separate `evaluate` processes {g['separate_s']:.0f} s "
+            f"({g['ratio_separate_over_grid']:.2f}x the grid); matrix-product floor {g['floor_s']:.0f} s "
+            f"({c['gflop_matmul'] + c['gflop_attention']:.0f} GFLOP at {c['rates_gflops']['matmul']:.0f} / "
+            f"{c['rates_gflops']['attention']:.0f} GFLOP/s): the grid {g['ratio_grid_over_floor']:.2f}x it, "
+            f"separate processes {g['ratio_separate_over_floor']:.2f}x"]
+
+
 def table(report: dict) -> str:
     lines = [f"machine: {report['machine'].get('cpu')} x{report['machine']['cpus']}, {report['machine'].get('memory')}, "
              f"cuda={report['machine']['cuda']}, torch {report['machine']['torch']}"]
@@ -900,6 +992,7 @@ def table(report: dict) -> str:
                   f"peak RSS {d['peak_rss_mb']:.0f} MB, {d['files']} files ({d['mb_written']:.0f} MB); raw encoder forward "
                   f"of the same clips: {d['raw_forward_test_s']:.1f} s for the {d['clips_test']} test clips, "
                   f"{d['raw_forward_all_s']:.1f} s for all {d['clips_all']} (with the train splits the labels are scored on)"]
+    lines += grid_lines(report)
     for r in report.get("models", []):
         lines += [f"models   {r['model']:32s} {r['device']}: {r['forward_s']:.2f} s for {r['batch_audio_s']} s of audio "
                   f"({r['realtime_factor']:.0f}x real time); {r['clips']} mini clips: raw {r['raw_clips_forward_s']:.1f} s, "
@@ -917,6 +1010,10 @@ def main() -> int:
                    help="model forward dtype of the warm, tasks, floor, limits and scale parts")
     p.add_argument("--scale-limit", type=int, default=8, help="clips per split in the scale part (its memory runs: 1x, 2x, 4x)")
     p.add_argument("--dashboard-sae", help="the SAE folder of the dashboards part (default: a random TopK SAE, d_sae 1536)")
+    p.add_argument("--grid-saes", type=int, default=8, help="SAEs in the grid part")
+    p.add_argument("--grid-tasks", default="fidelity,phoneme_probing", help="tasks of the grid part")
+    p.add_argument("--grid-repeats", type=int, default=2, help="grid part: rounds of grid vs separate processes")
+    p.add_argument("--count-grid", help=argparse.SUPPRESS)  # the grid part's child process: a GRID.yaml
     p.add_argument("--count-flops", help=argparse.SUPPRESS)  # the floor part's child process: an SAE folder
     p.add_argument("--partner", help=argparse.SUPPRESS)
     p.add_argument("--count-run", help=argparse.SUPPRESS)  # the limits part's child process: an SAE folder
@@ -928,9 +1025,12 @@ def main() -> int:
     if args.count_run:
         print(json.dumps(count_run_flops(args.count_run, args.tasks, args.partner, args.dtype)))
         return 0
+    if args.count_grid:
+        print(json.dumps(count_grid_flops(args.count_grid, args.dtype)))
+        return 0
     parts = set(args.parts.split(","))
     unknown = parts - {"extract", "decoder", "tail", "warm", "tasks", "floor", "limits", "memory", "models", "scale",
-                       "dashboards"}
+                       "dashboards", "grid"}
     if unknown:
         p.error(f"unknown parts: {', '.join(sorted(unknown))}")
     saes = args.saes.split(",") if args.saes else None
@@ -977,6 +1077,9 @@ def main() -> int:
         save()
     if "dashboards" in parts:
         bench_dashboards(report, src, args.dashboard_sae)
+        save()
+    if "grid" in parts:
+        bench_grid(report, src, args.grid_saes, args.grid_tasks, args.grid_repeats)
         save()
     report["speed_check"]["end_s"] = speed_check()
     save()

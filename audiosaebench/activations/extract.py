@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from audiosaebench.activations.store import ActivationSet, StoreWriter, open_store, store_key
+from audiosaebench.activations.store import ActivationSet, StoreWriter, entry_locks, open_store, store_key
 from audiosaebench.data.manifest import Manifest
 from audiosaebench.runtime.allocator import HeapGuard, reusing_freed_blocks
 
@@ -74,19 +74,30 @@ def get_activations(
             out[h] = s
     if not missing:
         return out
+    with entry_locks([keys[h] for h in missing], root):
+        for h in list(missing):  # another process may have written it while this one waited
+            s = open_store(keys[h], root)
+            if s is not None:
+                out[h] = s
+                missing.remove(h)
+        if missing:
+            out.update(_extract(adapter, missing, manifest, keys, fields, root, batch_size, progress, keep_states))
+    return {h: out[h] for h in names}
+
+
+def _extract(adapter: Any, missing: list[str], manifest: Manifest, keys: dict[str, str], fields: dict[str, dict],
+             root: Path | None, batch_size: int, progress: bool, keep_states: Sequence[str]) -> dict[str, ActivationSet]:
     log.info("extracting %s for %s on %s (%d clips)", ", ".join(missing), adapter.identity.model_id, manifest.name, len(manifest))
     writers = {h: StoreWriter(keys[h], fields[h], adapter.hidden_size, root) for h in missing}
     keep = [h for h in missing if h in {adapter.resolve(k).name for k in keep_states}]
     try:
         with reusing_freed_blocks():  # one forward after another: see audiosaebench.runtime.allocator
             _extract_into(adapter, missing, manifest, writers, batch_size, progress, keep)
-        for h in missing:
-            out[h] = writers[h].commit()
+        return {h: writers[h].commit() for h in missing}
     except BaseException:
         for w in writers.values():
             w.abort()
         raise
-    return {h: out[h] for h in names}
 
 
 class _Pending:

@@ -8,7 +8,8 @@ manifest sha256, forward dtype, store dtype, store format}. Layout::
         shard-00000.safetensors      tensor "acts" [rows, d_model] (valid frames only)
 
 A store is written into a temporary folder and renamed into place, so a killed run never leaves
-a half-written store under the final name. On first open in a process every shard's sha256 is
+a half-written store under the final name; a ``<key>.lock`` file beside the entry (``flock``) makes a
+second process that would extract the same entry wait for the first and read its entry. On first open in a process every shard's sha256 is
 checked; a mismatch (or a missing/corrupt meta.json) deletes the entry and it is rebuilt.
 Reads memory-map each shard's data (safetensors stores raw little-endian rows after a JSON header),
 so memory stays flat in the number of clips.
@@ -16,13 +17,14 @@ so memory stays flat in the number of clips.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 import struct
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,6 +179,43 @@ def open_store(key: str, root: Path | None = None, verify: bool = True) -> Activ
         _VERIFIED.discard(key)
         return None
     return ActivationSet(key, d, meta, shards, starts)
+
+
+@contextlib.contextmanager
+def entry_locks(keys: Iterable[str], root: Path | None = None) -> Iterator[None]:
+    """Exclusive advisory locks (``fcntl.flock``) on ``<key>.lock`` beside each entry, taken in key order.
+
+    A backstop to one writer per key (a grid's plan gives each entry one extraction unit): a second
+    process about to extract the same entry waits here, then finds it finished and reads it instead
+    of extracting it again. Writes stay atomic without it; where the file system has no ``flock``
+    (some network file systems), extraction goes on unlocked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    held = []
+    try:
+        for key in sorted(set(keys)):
+            path = entry_dir(key, root).parent / f"{key}.lock"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            f = open(path, "a+b")  # noqa: SIM115 - closed in finally
+            try:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    log.info("activation cache entry %s is being written by another process; waiting", key[:12])
+                    fcntl.flock(f, fcntl.LOCK_EX)
+            except OSError as e:
+                log.debug("no lock on %s (%s); extracting unlocked", path, e)
+                f.close()
+                continue
+            held.append(f)
+        yield
+    finally:
+        for f in held:
+            fcntl.flock(f, fcntl.LOCK_UN)
+            f.close()
 
 
 class StoreWriter:
