@@ -341,13 +341,18 @@ ROW_FIX = "regenerate the committed rows (submissions/README.md) or bump the tas
 
 def _scored_like_the_row(setup, tmp_path, row: str, name: str):
     """Score ``setup``'s SAE ``name`` with each task's defaults; yield (task, result, committed result)
-    once the task's version, config and data are checked to be the committed row's."""
+    once the task's version, config and data are checked to be the committed row's. The row carries
+    every task; those that compare it with partner SAEs (stability, alignment) are re-evaluated with
+    their partners by `submission verify` (submissions/rebuild.sh), the rest here."""
+    from audiosaebench.registry import task_names
+
     results = ROOT / "submissions" / row / "results"
-    tasks = sorted(p.name.removesuffix("-mini.json") for p in results.glob("*-mini.json"))
-    assert tasks == ["coverage", "disentanglement", "fidelity", "phoneme_probing"]
-    for task in tasks:
+    rows = {p.name.removesuffix("-mini.json"): json.loads(p.read_text()) for p in results.glob("*-mini.json")}
+    assert sorted(rows) == task_names(), f"the committed row {row} lacks tasks; {ROW_FIX}"
+    for task, want in sorted(rows.items()):
+        if want.get("partner_saes"):
+            continue
         got = _run(setup, task, [name], tmp_path / task)[name]
-        want = json.loads((results / f"{task}-mini.json").read_text())
         for key in ("config_sha256", "data", "task"):
             assert got[key] == want[key], f"{task}: {key} differs from the committed row {row}; {ROW_FIX}"
         yield task, got, want
@@ -368,13 +373,33 @@ def _check_committed_row(setup, tmp_path, row: str, name: str, other_cpu_abs: fl
             assert ok, f"{task}: {ref} of the committed row {row} moved; {ROW_FIX}"
 
 
-def test_the_committed_identity_baseline_row_is_what_the_harness_computes(setup, tmp_path):
+def test_submission_verify_passes_on_the_committed_identity_row_and_fails_on_an_edited_value(setup, mini_suite,
+                                                                                           tmp_path):
     """submissions/ holds rows papers cite; a change that moves their numbers must regenerate them
     (submissions/README.md) or bump the task's version. The identity baseline needs no training, so
-    it is rebuilt here and scored with each task's defaults; 1e-4 leaves room for another CPU's
-    rounding (every metric but OTHER_CPU_ABS's stays inside it between the AMD EPYC and Intel Xeon
-    kinds), not for a changed number."""
-    _check_committed_row(setup, tmp_path, "baseline-identity-whisper-tiny-en-l2", "identity")
+    `submission verify` re-evaluates its row here, every task (alignment with the identity basis one
+    layer up as its partner): identical values on the CPU kind that made the row, each main score
+    inside the row's 95% interval on another."""
+    import shutil
+
+    from audiosaebench.sae.reference import identity_sae
+    from audiosaebench.sae.writing import write_saelens_v6
+    from audiosaebench.verification import compare, verify_submission
+
+    row = shutil.copytree(ROOT / "submissions" / "baseline-identity-whisper-tiny-en-l2", tmp_path / "row")
+    sae = write_saelens_v6(identity_sae(384, MODEL, HOOK), tmp_path / "identity-l2")
+    partner = write_saelens_v6(identity_sae(384, MODEL, "encoder.layers.3"), tmp_path / "identity-l3")
+    record = verify_submission(row, sae, partners=[str(partner)], data_dir=str(mini_suite[0]))
+    failed = [t for t in record["tasks"] if not t["passed"]]
+    assert record["verified"] and not failed, f"{failed}; {ROW_FIX}"
+    assert sorted(t["task"] for t in record["tasks"]) == sorted(p.stem.removesuffix("-mini") for p in (row / "results").glob("*.json"))
+    # what the re-evaluation gave is the row itself (identical) or inside its intervals; an edited
+    # value is neither
+    doc = json.loads((row / "results" / "fidelity-mini.json").read_text())
+    edited = json.loads(json.dumps(doc))
+    edited["metrics"]["values"]["splice_recovered"] += 0.05
+    edited["uncertainty"]["values"]["splice_recovered"] = [v + 0.05 for v in doc["uncertainty"]["values"]["splice_recovered"]]
+    assert compare(doc, doc).passed and not compare(edited, doc).passed
 
 
 def test_the_committed_reference_row_is_what_its_retrained_sae_scores(setup, reference, tmp_path):

@@ -197,3 +197,23 @@ def test_the_committed_site_is_a_fresh_build_of_the_committed_submissions(tmp_pa
     stale = [n for n in names if (committed / n).read_bytes() != (fresh / n).read_bytes()]
     assert not stale, (f"leaderboard/{stale[0]} differs from a fresh build: run `audiosaebench leaderboard build "
                        "--out leaderboard` and commit it")
+
+
+def test_plots_draw_a_curve_per_architecture_and_baselines_as_grey_dots():
+    from audiosaebench.leaderboard.site import plots_html
+
+    def entry(i: str, arch: str, kind: str, l0: float) -> dict:
+        return {"id": i, "model": "m", "hook": "h", "name": i, "kind": kind, "architecture": arch, "l0": {"mini": l0}}
+
+    entries = [entry("t8", "topk", "reference", 8), entry("t32", "topk", "reference", 32), entry("t16", "topk", "reference", 16),
+               entry("s1", "standard", "reference", 20), entry("s3", "standard", "reference", 10),
+               entry("rand", "topk", "baseline", 32)]
+    values = {"t8": 0.5, "t16": 0.6, "t32": 0.7, "s1": 0.4, "s3": 0.3, "rand": 0.0}
+    col = {"key": "fidelity/mini", "suite": "mini", "label": "fidelity", "main_score": "splice_recovered"}
+    table = {"entries": entries, "columns": [col], "cells": {i: {col["key"]: {"value": v}} for i, v in values.items()}}
+    page = plots_html(table)
+    lines = re.findall(r'<polyline points="([^"]+)"', page)
+    assert len(lines) == 2  # topk and standard; the baseline is on no curve
+    xs = [[float(p.split(",")[0]) for p in line.split()] for line in lines]
+    assert sorted(map(len, xs)) == [2, 3] and all(x == sorted(x) for x in xs)  # in order of L0
+    assert page.count('fill="#999"') == 1 and ">topk</text>" in page and ">standard</text>" in page

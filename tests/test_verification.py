@@ -50,3 +50,20 @@ def test_a_row_is_verified_only_while_its_results_are_the_ones_checked(tmp_path)
     record["verified"] = False
     (folder / "verification.json").write_text(json.dumps(record))
     assert verification_status(folder, results) == "self-reported"
+
+
+def test_every_committed_row_is_verified_and_carries_every_task():
+    """The leaderboard's rows: each re-evaluated from its checkpoint (submissions/rebuild.sh) with
+    results unchanged since, and a result for every registered task (null with a reason where one
+    cannot apply)."""
+    from pathlib import Path
+
+    from audiosaebench.registry import task_names
+
+    rows = sorted(p.parent for p in (Path(__file__).resolve().parents[1] / "submissions").glob("*/submission.yaml"))
+    assert rows
+    for folder in rows:
+        results = sorted((folder / "results").glob("*.json"))
+        assert verification_status(folder, results) == "verified", folder.name
+        tasks = sorted(json.loads(p.read_text())["task"]["name"] for p in results)
+        assert tasks == task_names(), (folder.name, tasks)
