@@ -32,6 +32,12 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_file(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
     """``write(tmp)`` to a unique temporary file next to ``path``, then rename it into place (removed on failure)."""
     path = Path(path)
@@ -40,6 +46,7 @@ def write_file(path: str | os.PathLike[str], write: Callable[[Path], None]) -> P
     os.close(fd)
     tmp = Path(name)
     try:
+        os.chmod(tmp, 0o666 & ~current_umask())  # what open() would have made; mkstemp makes it private
         write(tmp)
         fsync_path(tmp)
         os.replace(tmp, path)
@@ -64,6 +71,8 @@ def new_folder(path: str | os.PathLike[str], *, replace: bool = False) -> Iterat
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~current_umask())  # what mkdir would have made; mkdtemp makes it private
+    old: Path | None = None
     try:
         yield tmp
         for child in tmp.rglob("*"):
@@ -71,14 +80,28 @@ def new_folder(path: str | os.PathLike[str], *, replace: bool = False) -> Iterat
                 fsync_path(child)
         fsync_path(tmp)
         if replace and path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-            os.rename(path, old / "x")
-            shutil.rmtree(old, ignore_errors=True)
+            old = _set_aside(path)
         try:
             os.rename(tmp, path)
         except OSError:
+            if old is not None and not path.exists():
+                os.rename(old / "x", path)  # the new folder could not go in: the old one goes back
             if not path.exists():
                 raise  # not a duplicate: a real error
         fsync_path(path.parent)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _set_aside(path: Path) -> Path | None:
+    """Move ``path`` into a unique holder folder next to it (deleted once its replacement is in); None
+    when another replacer moved it first."""
+    holder = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+    try:
+        os.rename(path, holder / "x")
+    except FileNotFoundError:
+        shutil.rmtree(holder, ignore_errors=True)
+        return None
+    return holder

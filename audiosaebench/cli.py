@@ -235,7 +235,7 @@ def _add_evaluate(sub: Any) -> None:
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
-    """The options every command that runs a model shares (evaluate, dashboards, submission verify)."""
+    """The options every command that runs a model shares (evaluate, dashboards)."""
     p.add_argument("--suite", default="mini", help="mini (default), full, toy, or a registered suite")
     p.add_argument("--data-dir", default=None, help="where the suite's data lies (default: the user cache)")
     p.add_argument("--model", default=None, help="model id or local folder (overrides the checkpoint's)")
@@ -342,6 +342,8 @@ def _add_submission(sub: Any) -> None:
     sf.add_argument("folder", help="submissions/<id>")
     sf.add_argument("--sae", required=True, help="the checkpoint (its weights must hash to the row's sae_sha256)")
     sf.add_argument("--partner", action="append", default=[], help="a partner SAE of a multi-SAE task (repeatable)")
+    sf.add_argument("--model", default=None, help="model id or local folder, for a checkpoint that does not name it")
+    sf.add_argument("--hook", default=None, help="hook point, for a checkpoint that does not name it")
     sf.add_argument("--data-dir", default=None)
     sf.add_argument("--device", default="cpu")
     sf.set_defaults(func=cmd_submission_verify)
@@ -415,7 +417,8 @@ def cmd_submission_validate(args: argparse.Namespace) -> int:
 def cmd_submission_verify(args: argparse.Namespace) -> int:
     from audiosaebench.verification import RECORD, verify_submission
 
-    rec = verify_submission(args.folder, args.sae, partners=args.partner, data_dir=args.data_dir, device=args.device)
+    rec = verify_submission(args.folder, args.sae, partners=args.partner, data_dir=args.data_dir, device=args.device,
+                            model=args.model, hook=args.hook)
     for t in rec["tasks"]:
         print(f"{'ok  ' if t['passed'] else 'FAIL'} {t['task']} {t['version']} ({t['mode']}): {t['detail']}")
     print(f"{'verified' if rec['verified'] else 'not verified'}; record written to {args.folder}/{RECORD}")

@@ -142,11 +142,13 @@ def build_record(task: type[Task], ctx: EvalContext, out: TaskResult, started: s
     return doc
 
 
-def _same_inputs(doc: dict[str, Any], ctx: EvalContext, task: type[Task]) -> bool:
-    """Whether an existing result was made from exactly the inputs of ``ctx`` and ``task``."""
+def _same_inputs(doc: dict[str, Any], ctx: EvalContext, task: type[Task], kind: str | None) -> bool:
+    """Whether an existing result was made from exactly the inputs of ``ctx`` and ``task`` (and is of ``kind``)."""
     suite, limit = ctx.suite, ctx.limit
     same = (
-        doc["config_sha256"] == sha256_json(ctx.config)
+        (kind is None or doc["kind"] == kind)
+        and doc["provenance"]["dtypes"]["model_forward"] == str(ctx.model.dtype).replace("torch.", "")
+        and doc["config_sha256"] == sha256_json(ctx.config)
         and doc["sae"]["sha256"] == ctx.sae.info.sha256
         and doc["task"]["version"] == task.metadata.version
         and doc["data"]["suite"] == suite.name
@@ -160,8 +162,9 @@ def _same_inputs(doc: dict[str, Any], ctx: EvalContext, task: type[Task]) -> boo
     return same
 
 
-def reusable(path: Path, ctx: EvalContext, task: type[Task]) -> dict[str, Any] | None:
-    """The result at ``path`` if it exists, validates and was made from exactly these inputs; else None."""
+def reusable(path: Path, ctx: EvalContext, task: type[Task], kind: str | None = None) -> dict[str, Any] | None:
+    """The result at ``path`` if it exists, validates and was made from exactly these inputs (model forward
+    dtype included; of ``kind`` where given); else None."""
     if not path.exists():
         return None
     try:
@@ -169,7 +172,7 @@ def reusable(path: Path, ctx: EvalContext, task: type[Task]) -> dict[str, Any] |
     except ResultError as e:
         log.warning("existing result %s is invalid (%s); running the task again", path, e)
         return None
-    return doc if _same_inputs(doc, ctx, task) else None
+    return doc if _same_inputs(doc, ctx, task, kind) else None
 
 
 def resolve_device(device: str) -> str:
@@ -248,7 +251,7 @@ def run_task(task_cls: type[Task], ctx: EvalContext, path: Path, *, kind: str, d
     """One task on one SAE: the result at ``path`` if ``resume`` finds it made from these inputs, else run
     and written there."""
     if resume:
-        prev = reusable(path, ctx, task_cls)
+        prev = reusable(path, ctx, task_cls, kind)
         if prev is not None:
             log.info("resume: %s exists with the same config; skipped", path)
             return prev

@@ -62,7 +62,8 @@ def resolve_partners(refs: Sequence[str | Path], evaluated: Iterable[Any]) -> li
             found, skipped = 0, []
             for sub in sorted(c for c in p.iterdir() if (c / "submission.yaml").is_file()):
                 meta = read_yaml_mapping(sub / "submission.yaml", CheckpointError)
-                key = ((meta.get("model") or {}).get("id"), meta.get("hook_point"))
+                model = meta.get("model")
+                key = (model.get("id") if isinstance(model, dict) else None, meta.get("hook_point"))
                 if meta.get("kind") != "reference" or key in taken:
                     continue
                 try:

@@ -18,6 +18,7 @@ with one line naming the file, which the CLI prints before exiting with status 2
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,8 @@ from audiosaebench.errors import AudioSAEBenchError
 
 MAX_BYTES = 4 << 20
 MAX_DEPTH = 64
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+# a JSON string, or an unterminated one running to the end; possessive, so no input backtracks
+_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+(?:"|\Z)', re.DOTALL)
 
 
 def read_text(path: str | Path, error: type[AudioSAEBenchError] = AudioSAEBenchError, *,
@@ -83,8 +85,15 @@ def parse_json(text: str, where: str, error: type[AudioSAEBenchError] = AudioSAE
     def no_constant(name: str) -> Any:
         raise error(f"{where}: {name} is not valid JSON")
 
+    def finite(literal: str) -> float:
+        value = float(literal)
+        if not math.isfinite(value):
+            raise error(f"{where}: the number {literal[:40]} is too large for a double")
+        return value
+
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates(where, error), parse_constant=no_constant)
+        return json.loads(text, object_pairs_hook=_no_duplicates(where, error), parse_constant=no_constant,
+                          parse_float=finite)
     except ValueError as e:
         raise error(f"{where}: not valid JSON ({e})") from None
     except RecursionError:
@@ -121,10 +130,16 @@ def _strict_loader(where: str, error: type[AudioSAEBenchError]) -> type:
 
     class StrictLoader(yaml.SafeLoader):
         def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
-            keys = [self.construct_object(k, deep=deep) for k, _ in node.value]
-            dup = next((k for i, k in enumerate(keys) if k in keys[:i]), None)
-            if dup is not None:
-                raise error(f"{where}: duplicate key {dup!r}")
+            seen: set[Any] = set()
+            for k, _ in node.value:
+                key = self.construct_object(k, deep=deep)
+                try:
+                    dup = key in seen
+                    seen.add(key)
+                except TypeError:  # an unhashable key: SafeLoader refuses it with its own error
+                    continue
+                if dup:
+                    raise error(f"{where}: duplicate key {key!r}")
             return super().construct_mapping(node, deep=deep)
 
     return StrictLoader

@@ -100,18 +100,19 @@ def _evaluate_like(doc: dict[str, Any], sae: Any, partners: list[Any], data_dir:
 
 
 def verify_submission(folder: str | Path, sae_path: str | Path, *, partners: list[str] | None = None,
-                      data_dir: str | None = None, device: str = "cpu") -> dict[str, Any]:
+                      data_dir: str | None = None, device: str = "cpu", model: str | None = None,
+                      hook: str | None = None) -> dict[str, Any]:
     """Re-evaluate and compare every result of a submission folder; write and return its verification record."""
     from audiosaebench.leaderboard.submission import validate_submission
     from audiosaebench.registry import get_task
     from audiosaebench.sae import load_sae
 
     sub = validate_submission(Path(folder), current_versions=False)
-    sae = load_sae(sae_path)
+    sae = load_sae(sae_path, model_id=model, hook_point=hook)
     if sae.info.sha256 != sub.meta["sae_sha256"]:
         raise SubmissionError(f"{sae_path} hashes to {sae.info.sha256}, not the row's sae_sha256 {sub.meta['sae_sha256']}")
     partner_saes = [load_sae(p) for p in partners or []]
-    outcomes, hashes = [], {}
+    outcomes, hashes, now_machine = [], {}, None
     with tempfile.TemporaryDirectory(prefix="audiosaebench-verify-") as tmp:
         for name, (path, doc) in _row_results(sub).items():
             hashes[path.name] = sha256_file(path)
@@ -131,7 +132,7 @@ def verify_submission(folder: str | Path, sae_path: str | Path, *, partners: lis
             outcomes.append(compare(doc, now))
             now_machine = machine(now["provenance"])
     record = {"record_version": RECORD_VERSION, "audiosaebench_version": __version__,
-              "date": datetime.now(UTC).strftime("%Y-%m-%d"), "machine": now_machine if outcomes else None,
+              "date": datetime.now(UTC).strftime("%Y-%m-%d"), "machine": now_machine,
               "sae_sha256": sae.info.sha256, "results_sha256": hashes,
               "verified": bool(outcomes) and all(o.passed for o in outcomes),
               "tasks": [o.to_dict() for o in outcomes]}

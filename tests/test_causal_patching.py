@@ -166,8 +166,9 @@ def test_encoder_only_path_end_to_end_with_a_cached_probe(tiny_models, toy_dir, 
                      task_config={"causal_patching": options})[0]
     # a rebuilt state entry is recomputed in a smaller batch, and these tiny models' convolutional
     # feature encoders are not batch-invariant in the last bits (≈ 5e-7; a full-size HuBERT's is):
-    # the ratios move by up to ≈ 1e-6 of their value, never more
+    # the ratios move by up to ≈ 1e-6 of their value, never more; a gain over random is the difference
+    # of two such ratios, so its error is theirs in absolute terms (1.1e-6 measured on a small gain)
     for name in ("recovery@32", "recovery@20_random", "recovery_ceiling", "recovery@20_gain_over_random"):
-        assert again["metrics"]["values"][name] == pytest.approx(v[name], rel=1e-5, abs=1e-6), name
-    assert again["metrics"]["values"] == pytest.approx(v, rel=1e-5, abs=1e-6, nan_ok=True)
+        assert again["metrics"]["values"][name] == pytest.approx(v[name], rel=1e-5, abs=3e-6), name
+    assert again["metrics"]["values"] == pytest.approx(v, rel=1e-5, abs=3e-6, nan_ok=True)
     assert again["details"]["probe_hook"] == "encoder.layers.2"  # the last layer (no stable layer norm)

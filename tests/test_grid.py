@@ -1,4 +1,4 @@
-"""The grid engine (issue #28): GRID.yaml checks, the same results from every engine, resume after a kill,
+"""The grid engine: GRID.yaml checks, the same results from every engine, resume after a kill,
 failed units and --overwrite, release folders, submission folders. Tiny random models on the toy suite."""
 
 from __future__ import annotations
@@ -169,8 +169,10 @@ def test_bad_grid_is_one_line_error_before_any_unit_runs(tmp_path, world, capsys
     assert not (tmp_path / "out").exists()  # nothing ran, nothing was written
 
 
-def test_a_release_folder_expands_to_every_layer(tmp_path, world, capsys):
+def test_a_release_folder_expands_to_every_layer(tmp_path, world, capsys, monkeypatch):
     from audiosaebench.grid.spec import load_spec
+
+    monkeypatch.setenv("AUDIOSAEBENCH_HOME", str(tmp_path / "home"))  # an empty store: both hooks still to extract
 
     release = tmp_path / "release"
     for n in (2, 1, 10):

@@ -1,4 +1,4 @@
-"""Many writers on one cache (issue #28, item 2): processes started at once on the same activation-store
+"""Many writers on one cache: processes started at once on the same activation-store
 entry leave exactly one valid entry, and two evaluate processes on one cache finish with identical results."""
 
 from __future__ import annotations

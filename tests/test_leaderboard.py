@@ -27,7 +27,7 @@ def board(tmp_path):
     root = tmp_path / "submissions"
     root.mkdir()
     alpha = [fx.result_doc("fidelity", sae_sha="1" * 64, value=0.9, l0=30.0), fx.result_doc("coverage", sae_sha="1" * 64, value=0.6)]
-    for doc in alpha:  # results since 2026-12-01 record what computed them; older ones (the rest here) do not
+    for doc in alpha:  # newer results record what computed them; older ones (the rest here) do not
         doc["provenance"].update(hardware="Test CPU <b>9000</b>", torch_threads=2)
     fx.write_submission(root, "alpha", alpha,
                         bibtex="@article{alpha2026,\n  title={Alpha SAEs},\n  author={Ann Alpha},\n  year={2026}\n}")

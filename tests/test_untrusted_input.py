@@ -104,6 +104,7 @@ def test_a_deeply_nested_submission_yaml_is_a_one_line_error_in_validate(tmp_pat
 @pytest.mark.parametrize("text, needle", [
     ('{"a": 1, "a": 2}', "duplicate key 'a'"),
     ('{"a": NaN}', "NaN is not valid JSON"),
+    ('{"a": 1e999}', "too large for a double"),
     ('{"a": ' + "[" * 70 + "]" * 70 + "}", "nested 71 levels"),
     ('{"a": "' + "[" * 70 + '"}', None),  # brackets inside a string are text
     ("{", "not valid JSON"),
@@ -132,3 +133,41 @@ def test_the_depth_scan_counts_only_brackets_outside_strings():
     assert untrusted.json_depth('{"a": [1, {"b": "]]]"}]}') == 3
     assert untrusted.json_depth(json.dumps({"x": "\\\"[[[["})) == 1
     assert untrusted.json_depth("") == 0
+
+
+def test_files_built_to_make_the_scanners_backtrack_are_read_in_linear_time(tmp_path):
+    """An unterminated string of escaped quotes (every quote a place a string could start) and a
+    mapping of 100,000 keys: each within the size limit, each read in well under a second."""
+    import time
+
+    p = tmp_path / "r.json"
+    p.write_bytes(b'"' + b'\\"' * ((untrusted.MAX_BYTES - 8) // 2))
+    t0 = time.perf_counter()
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        untrusted.read_json(p, CheckpointError)
+    assert time.perf_counter() - t0 < 2.0
+    y = tmp_path / "s.yaml"
+    y.write_text("".join(f"k{i}: {i}\n" for i in range(100_000)) + "k7: dup\n")
+    t0 = time.perf_counter()
+    with pytest.raises(SubmissionError, match="duplicate key 'k7'"):
+        untrusted.read_yaml_mapping(y, SubmissionError)
+    assert time.perf_counter() - t0 < 10.0  # PyYAML builds 100,000 nodes in pure Python; the check adds O(n)
+
+
+def test_written_files_and_folders_follow_the_umask(tmp_path):
+    import os
+
+    from audiosaebench import atomic
+
+    old = os.umask(0o022)
+    try:
+        atomic.write_text(tmp_path / "a.json", "{}")
+        with atomic.new_folder(tmp_path / "f") as d:
+            (d / "x").write_text("1")
+        with atomic.new_folder(tmp_path / "f", replace=True) as d:
+            (d / "x").write_text("2")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "f").stat().st_mode & 0o777 == 0o755 and (tmp_path / "f" / "x").read_text() == "2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "f"]  # nothing set aside is left behind

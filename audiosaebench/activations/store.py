@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from audiosaebench import paths
-from audiosaebench.atomic import fsync_path
+from audiosaebench.atomic import current_umask, fsync_path
 from audiosaebench.hashing import sha256_file, sha256_json
 
 log = logging.getLogger(__name__)
@@ -226,6 +226,7 @@ class StoreWriter:
         self.final = entry_dir(key, root)
         self.final.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = Path(tempfile.mkdtemp(prefix=f".{key[:16]}.tmp-", dir=self.final.parent))
+        os.chmod(self.tmp, 0o777 & ~current_umask())  # readable by the group of a shared home, as mkdir makes it
         self.rows_per_shard = max(1, SHARD_BYTES // (4 * d))
         self.buffer: list[np.ndarray] = []
         self.buffered = 0

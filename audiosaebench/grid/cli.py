@@ -81,6 +81,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _options(args: argparse.Namespace, plan: Plan) -> EngineOptions:
+    bad = [kv for kv in args.slurm_option or [] if "=" not in kv or not kv.split("=", 1)[0]]
+    if bad:
+        raise GridError(f"--slurm-option takes KEY=VALUE (an sbatch option without its dashes), not {bad[0]!r}")
     extra = dict(kv.split("=", 1) for kv in args.slurm_option or [])
     return EngineOptions(max_workers=args.max_workers, cpus_per_unit=args.cpus_per_unit, gpu_eval=args.gpu_eval,
                          device=plan.spec.device, units_per_job=args.units_per_job, slurm_partition=args.slurm_partition,

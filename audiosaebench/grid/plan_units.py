@@ -88,7 +88,7 @@ def _evaluation_state(spec: GridSpec, inp: Inputs, e: Entry, partners: list[Entr
     for t in inp.tasks:
         name = t.metadata.name
         view = ResultInputs(e.sae, tuple(p.sae for p in partners), inp.adapter, inp.configs[name], inp.suite, spec.limit)
-        if reusable(spec.results / e.sae.info.id / f"{name}.json", view, t) is None:  # type: ignore[arg-type]
+        if reusable(spec.results / e.sae.info.id / f"{name}.json", view, t, spec.kind) is None:  # type: ignore[arg-type]
             missing.append(name)
     if not missing:
         return "done", ""

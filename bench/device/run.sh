@@ -2,7 +2,7 @@
 # On the device machine, from the repository root, after bench/device/pack.sh here; one call:
 #   run(command="bash bench/device/run.sh", carry=[".devcarry"], timeout_s=540)
 # Installs the carried wheels into /tmp/site, unpacks the mini suite into a fresh home and runs
-# the bench's scale part (issue 7 (e): random-init models, no real weights needed; PARTS=... for
+# the bench's scale part (random-init models, no real weights needed; PARTS=... for
 # others once tiny.en's weights are there too) with `evaluate --device auto`. The report and the
 # log land in $OUT (or /tmp).
 set -euo pipefail

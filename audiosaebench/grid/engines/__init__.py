@@ -38,7 +38,16 @@ def describe(rec: dict[str, Any]) -> str:
     return f"{rec['status']} in {rec.get('seconds', 0):.1f} s{err}"
 
 
+EXTRAS = {"ray": ("ray", "ray"), "slurm": ("submitit", "slurm")}
+
+
 def run_engine(name: str, jobs: Sequence[dict[str, Any]], opts: EngineOptions) -> list[dict[str, Any]]:
+    import importlib.util
+
+    from audiosaebench.grid.spec import GridError
+
+    if name in EXTRAS and importlib.util.find_spec(EXTRAS[name][0]) is None:
+        raise GridError(f"--engine {name} needs {EXTRAS[name][0]}: pip install -e '.[{EXTRAS[name][1]}]'")
     if name == "local":
         from audiosaebench.grid.engines.local import run_local
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +50,18 @@ def _params(group: list[dict[str, Any]], opts: EngineOptions, after: str | None,
     return p
 
 
+def _finished(job: dict[str, Any], since: str) -> dict[str, Any] | None:
+    """The record a unit wrote itself, in this run, in a job that died later (the units before it did finish)."""
+    from audiosaebench.grid.records import read_record
+
+    rec = read_record(job["state_dir"], job["id"])
+    fresh = (rec is not None and rec.get("config_sha256") == job["config_sha256"] and rec.get("status") == "done"
+             and str(rec.get("finished", "")) >= since)
+    return rec if fresh else None
+
+
 def _collect(sjobs: list[Any], chunks: list[list[dict[str, Any]]], opts: EngineOptions, done: int,
-             total: int) -> list[dict[str, Any]]:
+             total: int, since: str) -> list[dict[str, Any]]:
     """Wait for an array: its units' records (a job that died: a failed record for each of its units)."""
     from submitit.core.utils import UncompletedJobError
 
@@ -62,8 +73,8 @@ def _collect(sjobs: list[Any], chunks: list[list[dict[str, Any]]], opts: EngineO
             recs = sj.result()
         except (UncompletedJobError, OSError) as e:
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            recs = [write_record(j["state_dir"], j["id"], j["config_sha256"], "failed", seconds=0.0,
-                                 error=f"SLURM job {sj.job_id}: {first}"[:500]) for j in chunk]
+            recs = [_finished(j, since) or write_record(j["state_dir"], j["id"], j["config_sha256"], "failed", seconds=0.0,
+                                                 error=f"SLURM job {sj.job_id}: {first}"[:500]) for j in chunk]
         for rec in recs:
             out.append(rec)
             opts.echo(f"[{done + len(out)}/{total}] {rec['unit']}: {describe(rec)}")
@@ -77,6 +88,7 @@ def run_slurm(jobs: Sequence[dict[str, Any]], opts: EngineOptions) -> list[dict[
 
     if not jobs:
         return []
+    since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # the records' format: a unit's own record of this run
     folder = Path(jobs[0]["state_dir"]) / "submitit"
     after: str | None = None
     pending: list[tuple[list[Any], list[list[dict[str, Any]]]]] = []
@@ -93,10 +105,10 @@ def run_slurm(jobs: Sequence[dict[str, Any]], opts: EngineOptions) -> list[dict[
         if ex.cluster == "slurm":
             pending.append((sjobs, chunks))
         else:  # no dependencies outside SLURM: the next array waits for this one here
-            records += _collect(sjobs, chunks, opts, len(records), len(jobs))
+            records += _collect(sjobs, chunks, opts, len(records), len(jobs), since)
     if opts.detach:
         opts.echo("detached: follow with `audiosaebench grid status GRID.yaml`")
         return records
     for sjobs, chunks in pending:
-        records += _collect(sjobs, chunks, opts, len(records), len(jobs))
+        records += _collect(sjobs, chunks, opts, len(records), len(jobs), since)
     return records
