@@ -387,7 +387,8 @@ def test_submission_verify_passes_on_the_committed_identity_row_and_fails_on_an_
     from audiosaebench.sae.writing import write_saelens_v6
     from audiosaebench.verification import verify_submission
 
-    row = shutil.copytree(ROOT / "submissions" / "baseline-identity-whisper-tiny-en-l2", tmp_path / "row")
+    name = "baseline-identity-whisper-tiny-en-l2"
+    row = shutil.copytree(ROOT / "submissions" / name, tmp_path / "submissions" / name)
     edited = row / "results" / "disentanglement-mini.json"
     doc = json.loads(edited.read_text())
     main = doc["metrics"]["main_score"]

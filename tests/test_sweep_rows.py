@@ -6,6 +6,9 @@ kind, the retrained SAE's cheap main scores must fall inside the row's 95% inter
 from __future__ import annotations
 
 import json
+import logging
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -68,7 +71,14 @@ def test_one_sweep_row_per_architecture_is_rebuilt_by_its_recipe(tiny_en_dir, mi
     rows = _one_row_per_architecture()
     assert {"topk", "batchtopk", "standard"} <= set(rows) or {"topk", "jumprelu", "standard"} <= set(rows), sorted(rows)
     grid = _grid_of(rows, tmp_path / "grid")
-    assert main(["grid", "run", str(grid), "--stages", "extract,train", "--engine", "local"]) == 0
+    ray = pytest.importorskip("ray")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
+             _temp_dir=tempfile.mkdtemp(dir="/tmp", prefix="ray-"))
+    try:  # two training units at once, one thread each (the recipe's): the weights do not depend on it
+        assert main(["grid", "run", str(grid), "--stages", "extract,train", "--engine", "ray", "--max-workers", "2"]) == 0
+    finally:
+        ray.shutdown()
     outside = {}
     for arch, row in rows.items():
         meta = yaml.safe_load((row / "submission.yaml").read_text())
