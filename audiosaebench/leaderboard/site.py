@@ -58,8 +58,8 @@ def _scatter(title: str, points: list[tuple[float, float, str, str | None]], y_l
             parts.append(f'<polyline points="{path}" fill="none" stroke="{colour[s]}" stroke-width="1.5"/>')
         parts.append(f'<text x="{w - pad / 2}" y="{pad / 2 + 10 + 12 * i}" font-size="10" text-anchor="end" '
                      f'fill="{colour[s]}">{e(s)}</text>')
-    for x, y, label, s in points:
-        fill = "#999" if s is None else colour[s]
+    for x, y, label, arch in points:
+        fill = "#999" if arch is None else colour[arch]
         parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3.5" fill="{fill}"><title>{e(label)}: L0 {x:.3g}, '
                      f'{e(y_label)} {y:.3f}</title></circle>')
     parts.append("</svg>")
