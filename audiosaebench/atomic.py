@@ -10,6 +10,7 @@ content both succeed (the last rename wins, or the second folder is dropped as a
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import tempfile
@@ -32,7 +33,10 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+@functools.cache
 def current_umask() -> int:
+    """The process's umask, read once: reading it means setting it, which would race with threads
+    creating files, and every write needs it."""
     mask = os.umask(0)
     os.umask(mask)
     return mask

@@ -165,6 +165,7 @@ def test_written_files_and_folders_follow_the_umask(tmp_path):
     from audiosaebench import atomic
 
     old = os.umask(0o022)
+    atomic.current_umask.cache_clear()  # read once per process: read it again under this umask
     try:
         atomic.write_text(tmp_path / "a.json", "{}")
         with atomic.new_folder(tmp_path / "f") as d:
@@ -173,6 +174,7 @@ def test_written_files_and_folders_follow_the_umask(tmp_path):
             (d / "x").write_text("2")
     finally:
         os.umask(old)
+        atomic.current_umask.cache_clear()
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "f").stat().st_mode & 0o777 == 0o755 and (tmp_path / "f" / "x").read_text() == "2"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "f"]  # nothing set aside is left behind
