@@ -13,7 +13,7 @@ class SteeringTask(Task):
     state_families = ("whisper",)
     metadata = TaskMetadata(
         name="steering",
-        version="2.0.0",
+        version="2.1.0",
         description=(
             "Hallucination suppression (Whisper only): false speech detections (no-speech probability below 0.5 on "
             "a non-speech clip, as AudioSAE counts them); the features a logistic regression on max-pooled non-speech "
@@ -37,7 +37,7 @@ class SteeringTask(Task):
         docs="tasks/steering/README.md",
     )
     default_config = {
-        "alphas": [0.0, 0.25, 0.5, 0.75, 1.0, 1.5],
+        "alphas": [0.0, 0.25, 0.5, 1.0, 1.5],
         "additive_alphas": [0.5],
         "n_features": 100,
         "wer_budget": 0.01,
