@@ -169,6 +169,22 @@ def test_bad_grid_is_one_line_error_before_any_unit_runs(tmp_path, world, capsys
     assert not (tmp_path / "out").exists()  # nothing ran, nothing was written
 
 
+def test_only_runs_the_picked_saes_and_a_later_run_the_rest(tmp_path, world, capsys, monkeypatch):
+    monkeypatch.setenv("AUDIOSAEBENCH_HOME", str(tmp_path / "home"))
+    grid = grid_file(tmp_path, world, partners="none")
+    assert main(["grid", "plan", str(grid), "--only", "b-*"]) == 0
+    plan = capsys.readouterr().out
+    assert "evaluate: 3 todo; 1 to run" in plan and plan.count("not picked by --only") == 2, plan
+    assert main(["grid", "run", str(grid), "--only", "b-*"]) == 0
+    assert _ran(capsys.readouterr().out)[-1].startswith("evaluate-b-")
+    assert sorted(p.name.split("-")[0] for p in (tmp_path / "out" / "results").iterdir()) == ["b"]
+    assert main(["grid", "run", str(grid)]) == 0
+    assert sorted(u.split("-")[1] for u in _ran(capsys.readouterr().out) if u.startswith("evaluate-")) == ["a", "c"]
+    assert main(["grid", "plan", str(grid), "--only", "z*"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--only 'z*' names none of the grid's 3 SAEs" in err, err
+
+
 def test_a_release_folder_expands_to_every_layer(tmp_path, world, capsys, monkeypatch):
     from audiosaebench.grid.spec import load_spec
 

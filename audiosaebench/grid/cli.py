@@ -22,7 +22,7 @@ def _stages(text: str) -> tuple[str, ...]:
 
 def _plan(args: argparse.Namespace, overwrite: str | None = None) -> Plan:
     spec = load_spec(args.grid, out=args.out)
-    return make_plan(spec, overwrite=overwrite or args.overwrite, stages=_stages(args.stages))
+    return make_plan(spec, overwrite=overwrite or args.overwrite, stages=_stages(args.stages), only=tuple(args.only or ()))
 
 
 def _header(plan: Plan) -> str:
@@ -97,7 +97,8 @@ def _write_submissions(plan: Plan, args: argparse.Namespace) -> list[str]:
 
     if plan.spec.submissions is None or "submit" not in plan.stages:
         return []
-    again = make_plan(plan.spec, overwrite=plan.overwrite, stages=("submit",), inputs=plan.inputs)
+    again = make_plan(plan.spec, overwrite=plan.overwrite, stages=("submit",), inputs=plan.inputs,
+                      only=tuple(args.only or ()))
     by = {e.label: e for e in again.entries}
     written = []
     for item in again.submissions:
@@ -135,6 +136,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="never (default): run only what is missing; failed: also retry failed units; "
                         "always: rerun every training and evaluation unit")
     p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
+    p.add_argument("--only", action="append", metavar="NAME",
+                   help="run only the units of SAEs whose names match this shell glob (repeatable), e.g. '*-L3-*'")
     p.add_argument("--engine", choices=ENGINES, default="local")
     p.add_argument("--max-workers", type=int, default=None, help="units at once (ray), array tasks at once (slurm)")
 

@@ -225,9 +225,22 @@ def mark_failed(spec: GridSpec, u: Unit) -> None:
         u.state, u.note = "failed", str(rec.get("error") or "failed")[:300]
 
 
+def selected(entries: list[Entry], only: tuple[str, ...]) -> set[str]:
+    """The names of the SAEs that ``--only`` patterns (shell globs; none: every SAE) pick."""
+    from fnmatch import fnmatchcase
+
+    picked = {e.label for e in entries if not only or any(fnmatchcase(e.label, p) for p in only)}
+    unmatched = [p for p in only if not any(fnmatchcase(e.label, p) for e in entries)]
+    if unmatched:
+        raise GridError(f"--only {unmatched[0]!r} names none of the grid's {len(entries)} SAEs "
+                        "(`grid plan` lists them, as train-<name> and evaluate-<name>)")
+    return picked
+
+
 def make_plan(spec: GridSpec, *, overwrite: str = "never", stages: tuple[str, ...] = STAGES,
-              inputs: Inputs | None = None) -> Plan:
-    """Every unit of the grid with its state, and which of them a run would start."""
+              inputs: Inputs | None = None, only: tuple[str, ...] = ()) -> Plan:
+    """Every unit of the grid with its state, and which of them a run would start (``only``: of the
+    SAEs whose names match one of these globs; extraction as they need it)."""
     from audiosaebench.grid import plan_units
 
     if overwrite not in OVERWRITE:
@@ -237,6 +250,7 @@ def make_plan(spec: GridSpec, *, overwrite: str = "never", stages: tuple[str, ..
         raise GridError(f"unknown stage(s) {', '.join(bad)}: choose from {', '.join(STAGES)}")
     inp = inputs or load_inputs(spec)
     entries = _entries(spec, inp)
+    picked = selected(entries, only)
     units = [plan_units.training_unit(spec, inp, e) for e in entries if e.train is not None]
     units += [plan_units.evaluation_unit(spec, inp, e, entries) for e in entries]
     for u in units:
@@ -245,6 +259,8 @@ def make_plan(spec: GridSpec, *, overwrite: str = "never", stages: tuple[str, ..
             u.args["resume"] = overwrite != "always"
         u.run = u.kind in stages and (u.state == "todo" or (u.state == "failed" and overwrite != "never")
                                       or overwrite == "always")
+        if u.run and u.id.split("-", 1)[1] not in picked:
+            u.run, u.note = False, "not picked by --only"
     units = plan_units.extraction_units(spec, inp, entries, units, "extract" in stages, overwrite) + units
     plan_units.order_evaluation(units)
     plan_units.block(units)
@@ -252,5 +268,5 @@ def make_plan(spec: GridSpec, *, overwrite: str = "never", stages: tuple[str, ..
     if spec.submissions is not None:
         from audiosaebench.grid.submit import submission_items
 
-        subs = submission_items(spec, inp, entries, units, overwrite, "submit" in stages)
+        subs = submission_items(spec, inp, entries, units, overwrite, "submit" in stages, picked)
     return Plan(spec, inp, entries, units, subs, stages, overwrite)

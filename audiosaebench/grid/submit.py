@@ -95,7 +95,7 @@ def _matches(folder: Path, sae: Any, results: Path, suite: str) -> bool:
 
 
 def submission_items(spec: GridSpec, inp: Inputs, entries: list[Entry], units: list[Unit], overwrite: str,
-                     enabled: bool) -> list[SubmissionItem]:
+                     enabled: bool, picked: set[str] | None = None) -> list[SubmissionItem]:
     by = {u.id: u for u in units}
     items: list[SubmissionItem] = []
     seen: dict[str, str] = {}
@@ -114,7 +114,8 @@ def submission_items(spec: GridSpec, inp: Inputs, entries: list[Entry], units: l
             item.ready = True
         if item.ready and overwrite != "always" and _matches(item.folder, e.sae, spec.results / e.sae.info.id, spec.suite):
             item.state = "done"
-        item.run = enabled and item.state != "done" and (ev.run or ev.state == "done")
+        item.run = enabled and item.state != "done" and (ev.run or ev.state == "done") \
+            and (picked is None or e.label in picked)
         items.append(item)
     return items
 
