@@ -6,6 +6,7 @@ the row's suite, and compares:
 
 * where the machine kind (CPU model and kernel instruction set, or GPU name), the task version and
   the torch / transformers versions are the row's: every metric value must be identical;
+  the re-run uses the row's torch thread count, which splits a CPU matrix product's sums;
 * elsewhere, another CPU rounds differently: the main score must lie inside the row's 95% interval
   (and how many other values with an interval fall outside theirs is recorded).
 
@@ -17,9 +18,11 @@ result edited afterwards is no longer verified.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -93,10 +96,26 @@ def _evaluate_like(doc: dict[str, Any], sae: Any, partners: list[Any], data_dir:
     from audiosaebench.evaluation import evaluate
 
     config = {k: v for k, v in doc["config"].items() if k != "seed"}
-    (rec,) = evaluate([sae], doc["task"]["name"], suite=doc["data"]["suite"], data_dir=data_dir, out=out,
-                      device=device, seed=int(doc["config"].get("seed", 0)), kind=doc["kind"],
-                      task_config={doc["task"]["name"]: config}, progress=False, partners=partners)
+    with _threads_of(doc):
+        (rec,) = evaluate([sae], doc["task"]["name"], suite=doc["data"]["suite"], data_dir=data_dir, out=out,
+                          device=device, seed=int(doc["config"].get("seed", 0)), kind=doc["kind"],
+                          task_config={doc["task"]["name"]: config}, progress=False, partners=partners)
     return rec
+
+
+@contextlib.contextmanager
+def _threads_of(doc: dict[str, Any]) -> Iterator[None]:
+    """Torch's thread count set to the row's (``provenance.torch_threads``) while it is re-run: a CPU
+    matrix product splits its sums by thread, so another count may round the last digits differently."""
+    import torch
+
+    n, old = (doc.get("provenance") or {}).get("torch_threads"), torch.get_num_threads()
+    if isinstance(n, int) and not isinstance(n, bool) and 0 < n <= 1024:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def verify_submission(folder: str | Path, sae_path: str | Path, *, partners: list[str] | None = None,

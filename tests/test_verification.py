@@ -34,6 +34,21 @@ def test_on_another_machine_the_main_score_must_lie_in_the_rows_interval():
     assert not compare(row, now).passed
 
 
+def test_a_row_is_re_run_with_its_own_torch_thread_count(monkeypatch):
+    import torch
+
+    from audiosaebench import evaluation, verification
+
+    seen = []
+    monkeypatch.setattr(evaluation, "evaluate", lambda *a, **k: seen.append(torch.get_num_threads()) or [{}])
+    before = torch.get_num_threads()
+    for threads in (1, 3):
+        row = fx.result_doc("fidelity")
+        row["provenance"]["torch_threads"] = threads
+        verification._evaluate_like(row, None, [], None, "cpu", None)
+    assert seen == [1, 3] and torch.get_num_threads() == before
+
+
 def test_a_row_is_verified_only_while_its_results_are_the_ones_checked(tmp_path):
     from audiosaebench.hashing import sha256_file
 
