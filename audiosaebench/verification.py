@@ -96,7 +96,7 @@ def _evaluate_like(doc: dict[str, Any], sae: Any, partners: list[Any], data_dir:
     from audiosaebench.evaluation import evaluate
 
     config = {k: v for k, v in doc["config"].items() if k != "seed"}
-    with _threads_of(doc):
+    with threads_of_row(doc):
         (rec,) = evaluate([sae], doc["task"]["name"], suite=doc["data"]["suite"], data_dir=data_dir, out=out,
                           device=device, seed=int(doc["config"].get("seed", 0)), kind=doc["kind"],
                           task_config={doc["task"]["name"]: config}, progress=False, partners=partners)
@@ -104,7 +104,7 @@ def _evaluate_like(doc: dict[str, Any], sae: Any, partners: list[Any], data_dir:
 
 
 @contextlib.contextmanager
-def _threads_of(doc: dict[str, Any]) -> Iterator[None]:
+def threads_of_row(doc: dict[str, Any]) -> Iterator[None]:
     """Torch's thread count set to the row's (``provenance.torch_threads``) while it is re-run: a CPU
     matrix product splits its sums by thread, so another count may round the last digits differently."""
     import torch

@@ -38,6 +38,7 @@ def test_one_sweep_row_per_architecture_is_rebuilt_by_its_grid(tiny_en_dir, mini
     from audiosaebench.grid.plan import make_plan
     from audiosaebench.grid.spec import load_spec
     from audiosaebench.sae import load_sae
+    from audiosaebench.verification import threads_of_row
 
     monkeypatch.chdir(ROOT)  # the grid's relative paths (submissions: submissions) are the repository's
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
@@ -52,8 +53,10 @@ def test_one_sweep_row_per_architecture_is_rebuilt_by_its_grid(tiny_en_dir, mini
         meta = yaml.safe_load((row / "submission.yaml").read_text())
         ckpt = out / "checkpoints" / label
         same = json.loads((ckpt / "training.json").read_text())["stats"]["sae_sha256"] == meta["sae_sha256"]
-        for rec in evaluate([load_sae(ckpt)], ",".join(CHEAP_TASKS), suite="mini", out=tmp_path / "eval" / arch,
-                            progress=False):
+        with threads_of_row(json.loads((row / "results" / f"{CHEAP_TASKS[0]}-mini.json").read_text())):
+            recs = evaluate([load_sae(ckpt)], ",".join(CHEAP_TASKS), suite="mini", out=tmp_path / "eval" / arch,
+                            progress=False)
+        for rec in recs:
             task = rec["task"]["name"]
             want = json.loads((row / "results" / f"{task}-mini.json").read_text())
             main_score = want["metrics"]["main_score"]
