@@ -107,15 +107,11 @@ def _evaluate_like(doc: dict[str, Any], sae: Any, partners: list[Any], data_dir:
 def threads_of_row(doc: dict[str, Any]) -> Iterator[None]:
     """Torch's thread count set to the row's (``provenance.torch_threads``) while it is re-run: a CPU
     matrix product splits its sums by thread, so another count may round the last digits differently."""
-    import torch
+    from audiosaebench.runtime.threads import torch_threads
 
-    n, old = (doc.get("provenance") or {}).get("torch_threads"), torch.get_num_threads()
-    if isinstance(n, int) and not isinstance(n, bool) and 0 < n <= 1024:
-        torch.set_num_threads(n)
-    try:
+    n = (doc.get("provenance") or {}).get("torch_threads")
+    with torch_threads(n if isinstance(n, int) and not isinstance(n, bool) and 0 < n <= 1024 else None):
         yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def verify_submission(folder: str | Path, sae_path: str | Path, *, partners: list[str] | None = None,

@@ -25,16 +25,14 @@ log = logging.getLogger(__name__)
 @contextlib.contextmanager
 def unit_process(home: str, threads: int | None) -> Iterator[None]:
     """The unit's cache home and torch thread count, restored afterwards (local units share a process)."""
-    import torch
+    from audiosaebench.runtime.threads import torch_threads
 
-    old_home, old_threads = os.environ.get("AUDIOSAEBENCH_HOME"), torch.get_num_threads()
+    old_home = os.environ.get("AUDIOSAEBENCH_HOME")
     os.environ["AUDIOSAEBENCH_HOME"] = home
-    if threads:
-        torch.set_num_threads(int(threads))
     try:
-        yield
+        with torch_threads(threads):
+            yield
     finally:
-        torch.set_num_threads(old_threads)
         if old_home is None:
             os.environ.pop("AUDIOSAEBENCH_HOME", None)
         else:

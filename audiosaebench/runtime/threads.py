@@ -1,7 +1,10 @@
-"""numpy's and scipy's BLAS on one thread while tasks run (torch's thread pool is untouched)."""
+"""Thread counts while work runs: numpy's and scipy's BLAS on one thread for tasks, and torch's
+intra-op count set for a while (a unit's, or a re-run row's) and restored afterwards."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,3 +24,17 @@ def numpy_blas_single_threaded() -> Any:
     ours = [lib.filepath for lib in ctl.lib_controllers if lib.user_api == "blas"
             and any(part.startswith(("numpy", "scipy")) for part in Path(lib.filepath).parts[-3:-1])]
     return ctl.select(filepath=ours).limit(limits=1)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Torch's intra-op thread count set to ``n`` (left as it is for ``None`` or 0), restored afterwards."""
+    import torch
+
+    old = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
